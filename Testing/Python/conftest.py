@@ -1,0 +1,27 @@
+"""Shared pytest fixtures: location of the real development data, thread limits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test when the development data is absent."""
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"real MS development data not found at {SHARED_DATA} (only present on development machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _limit_threads() -> None:
+    """Keep torch to one thread per test process: CI machines have 2 cores."""
+    try:
+        import torch
+    except ImportError:  # torch is a dependency, but the fixture must not be the place that fails
+        return
+    torch.set_num_threads(1)
