@@ -1,0 +1,231 @@
+"""The ``allnet`` command: segment, demo, evaluate, info.
+
+Exit codes (allnet.errors): 0 ok, 1 internal error, 2 bad input, 3 registration failed,
+4 model problem, 5 resources, 6 batch finished with failed cases, 130 cancelled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import EXIT_BATCH_FAILURES, EXIT_INTERNAL, EXIT_OK, AllnetError
+from .progress import ERROR_PREFIX, RESULT_PREFIX, Progress, json_line_sink, terminal_sink
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``segment`` and ``demo`` (they map 1:1 to pipeline.SegmentOptions)."""
+    from .lesions import DEFAULT_MIN_LESION_MM3
+
+    model = parser.add_argument_group("model and device")
+    model.add_argument("--model", action="append", metavar="FILE",
+                       help="model file (repeat to pool several into one ensemble); default: the bundled model")
+    model.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda or cuda:N")
+    model.add_argument("--ensemble", choices=("full", "fast"), default="full",
+                       help="full: majority vote of all ensemble members; fast: first member only")
+    model.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation (2x time)")
+    lesion = parser.add_argument_group("lesions")
+    lesion.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    lesion.add_argument("--min-lesion-mm3", type=float, default=DEFAULT_MIN_LESION_MM3,
+                        help=f"drop lesions smaller than this volume in mm3 (default {DEFAULT_MIN_LESION_MM3:g})")
+    lesion.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26,
+                        help="voxel connectivity that joins a lesion (default 26)")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--no-probability", action="store_true", help="do not write lesion_probability.nii.gz")
+    out.add_argument("--per-lesion-segments", action="store_true",
+                     help="one segment per lesion in lesions.seg.nrrd (default: one 'MS lesions' segment)")
+    out.add_argument("--save-working-grid", action="store_true",
+                     help="also write the MNI working-grid images and maps to OUT/mni/")
+    out.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                     help="bar: progress bar on stderr; json: ALLNET-PROGRESS lines on stdout (for Slicer)")
+    out.add_argument("--debug", action="store_true", help="show the Python traceback of internal errors")
+
+
+def _options(args: argparse.Namespace, preprocessed: bool = False):
+    from .pipeline import SegmentOptions
+
+    return SegmentOptions(model=args.model, device=args.device, threshold=args.threshold,
+                          min_lesion_mm3=args.min_lesion_mm3, connectivity=args.connectivity,
+                          tta=args.tta, ensemble=args.ensemble, preprocessed=preprocessed,
+                          write_probability=not args.no_probability,
+                          per_lesion_segments=args.per_lesion_segments,
+                          save_working_grid=args.save_working_grid)
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    if args.progress == "json":
+        return Progress(json_line_sink(sys.stdout))
+    if args.progress == "bar":
+        return Progress(terminal_sink(sys.stderr))
+    return Progress()
+
+
+def _print_lesions(result, stream=sys.stdout, limit: int = 30) -> None:
+    """Readable per-lesion table (RAS mm centroids) and totals."""
+    lesions = result.lesions
+    print(f"{'id':>4} {'volume mm3':>11} {'location':<18} {'centroid RAS (mm)':<26} {'mean p':>7}",
+          file=stream)
+    for lesion in lesions[:limit]:
+        r, a, s = lesion.centroid_ras
+        mean_p = "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}"
+        print(f"{lesion.id:>4} {lesion.volume_mm3:>11.1f} {lesion.location:<18} "
+              f"{f'({r:.1f}, {a:.1f}, {s:.1f})':<26} {mean_p:>7}", file=stream)
+    if len(lesions) > limit:
+        print(f"... {len(lesions) - limit} more lesions in lesions.csv", file=stream)
+    totals = result.totals
+    print(f"total: {totals['count']} lesions, {totals['total_volume_ml']:.3f} mL", file=stream)
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
+
+    options = _options(args, preprocessed=args.preprocessed)
+    if args.cohort:
+        return _run_cohort(args, options)
+    if not (args.t1 and args.flair):
+        raise AllnetError("segment needs --t1 and --flair (T2W optional), or --cohort FOLDER")
+    result = run_pipeline(args.t1, args.flair, args.t2, args.output, options, _progress(args))
+    _report_result(args, result)
+    return EXIT_OK
+
+
+def _report_result(args: argparse.Namespace, result) -> None:
+    if args.progress == "json":
+        print(RESULT_PREFIX + json.dumps({"output_dir": str(result.output_dir),
+                                          "summary": str(result.files.get("summary", ""))}),
+              flush=True)
+    else:
+        _print_lesions(result)
+        for warning in result.summary.get("warnings", []):
+            print(f"note: {warning}", file=sys.stderr)
+        print(f"outputs in {result.output_dir}", file=sys.stderr)
+
+
+def _run_cohort(args: argparse.Namespace, options) -> int:
+    from .cases import run_cohort
+    from .pipeline import run_pipeline
+
+    def run_case(inputs: dict, case_out: Path):
+        return run_pipeline(inputs["t1"], inputs["flair"], inputs.get("t2"), case_out, options,
+                            _progress(args))
+
+    def on_case(index: int, total: int, case_id: str) -> None:
+        print(f"case {index + 1}/{total}: {case_id}", file=sys.stderr, flush=True)
+
+    outcomes = run_cohort(args.cohort, args.output, run_case, on_case)
+    failed = [o for o in outcomes if o.status != "ok"]
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} cases segmented; "
+          f"tables: {Path(args.output) / 'lesions_all.csv'}, {Path(args.output) / 'cohort_summary.csv'}",
+          file=sys.stderr)
+    for outcome in failed:
+        print(f"FAILED {outcome.case_id}: {outcome.error}", file=sys.stderr)
+    return EXIT_BATCH_FAILURES if failed else EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import make_demo_case
+    from .metrics import evaluate_case
+    from .pipeline import run_pipeline
+
+    import SimpleITK as sitk
+
+    out = Path(args.output)
+    case = make_demo_case(out / "case", seed=args.seed)
+    print(f"demo case (synthetic, native-like geometry) written to {out / 'case'}", file=sys.stderr)
+    result = run_pipeline(case.t1, case.flair, case.t2, out / "result", _options(args),
+                          _progress(args))
+    _report_result(args, result)
+    truth = sitk.ReadImage(str(case.truth))
+    metrics = evaluate_case(result.mask, truth, connectivity=args.connectivity)
+    print(f"against the known truth: Dice {metrics.dsc:.3f}, lesion-wise F1 {metrics.lf1:.3f} "
+          f"(LTPR {metrics.ltpr:.3f}, LFPR {metrics.lfpr:.3f})")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from .model import bundled_model_path
+
+    bundled = bundled_model_path()
+    info = {
+        "allnet": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "bundled_model": str(bundled) if bundled else "none (no trained model is bundled)",
+    }
+    for key, value in info.items():
+        print(f"{key:>15}: {value}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="allnet", description="MS lesion segmentation and per-lesion measurement (ALL-Net).")
+    parser.add_argument("--version", action="version", version=f"allnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    seg = sub.add_parser("segment", help="segment one case or a cohort folder",
+                         description="Segment MS lesions from T1W, FLAIR and (optionally) T2W. "
+                                     "Outputs are written in the geometry of the input FLAIR.")
+    inputs = seg.add_argument_group("inputs (files: .nii/.nii.gz/.nrrd/.mha, or DICOM series folders)")
+    inputs.add_argument("--t1", help="T1-weighted image")
+    inputs.add_argument("--t2", help="T2-weighted image (optional)")
+    inputs.add_argument("--flair", help="FLAIR image (outputs use its grid)")
+    inputs.add_argument("--cohort", metavar="FOLDER",
+                        help="batch: one sub-folder per case, inputs found by name (t1/t2/flair)")
+    inputs.add_argument("--preprocessed", action="store_true",
+                        help="inputs are already skull-stripped, co-registered and on the MNI 1 mm grid")
+    seg.add_argument("-o", "--output", required=True, help="output folder")
+    _add_run_options(seg)
+    seg.set_defaults(func=_cmd_segment)
+
+    demo = sub.add_parser("demo", help="build a synthetic case with known lesions and segment it",
+                          description="Builds a synthetic T1W/T2W/FLAIR case from the bundled MNI "
+                                      "template (no download), runs the full pipeline and scores it.")
+    demo.add_argument("-o", "--output", required=True, help="output folder (case/ and result/)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic case")
+    _add_run_options(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    from . import evaluate
+    evaluate.register(sub)
+
+    info = sub.add_parser("info", help="versions, devices and the bundled model")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (also used by ``python -m allnet``)."""
+    args = build_parser().parse_args(argv)
+    json_mode = getattr(args, "progress", "") == "json"
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except AllnetError as error:
+        return _fail(str(error), error.exit_code, json_mode)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, json_mode)
+    except MemoryError:
+        return _fail("out of memory: close other programs or use a machine with more RAM", 5, json_mode)
+    except Exception as error:  # noqa: BLE001 - last line of defence: a message, not only a traceback
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        return _fail(f"internal error: {error!r} (rerun with --debug for the traceback and report it)",
+                     EXIT_INTERNAL, json_mode)
+
+
+def _fail(message: str, code: int, json_mode: bool) -> int:
+    if json_mode:
+        print(ERROR_PREFIX + json.dumps({"message": message, "exit_code": code}), flush=True)
+    print(f"allnet: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
