@@ -1,0 +1,119 @@
+"""Data augmentation of training crops (torch, deterministic given a ``torch.Generator``).
+
+One spatial transform (small affine + elastic deformation, optional left-right flip) is
+applied with a single ``grid_sample`` to the images, the 6 anatomy channels, the label
+maps and the brain mask, so they stay aligned. The anatomy channels move with the tissue:
+they are properties of the tissue's position in MNI space. The left-right flip flips the
+anatomy channels with the images and does not change their values (the x channel keeps
+the tissue's original side), exactly as ``allnet.inference.predict`` does for its flip
+test-time augmentation. Intensity scale/shift is drawn per modality and applied inside the
+brain only; T2W is dropped (zeroed) with probability ``t2_dropout`` so that the model also
+works without T2W, as inference does for a missing T2W (zeros in its channel).
+
+Tensors are (C, D, H, W) = (C, K, J, I) on the working grid (1 mm, I = left-right axis).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random transforms (angles in degrees, lengths in voxels = mm)."""
+
+    flip_p: float = 0.5
+    rotate_deg: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    elastic_p: float = 0.5
+    elastic_sigma: float = 2.0     # std of control-point displacements (voxels)
+    elastic_spacing: int = 16      # control-point spacing (voxels)
+    intensity_scale: float = 0.1   # factor drawn in 1 +- this
+    intensity_shift: float = 0.1   # offset drawn in +- this (normalised units)
+    t2_dropout: float = 0.3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+NO_AUGMENTATION = AugmentConfig(flip_p=0.0, rotate_deg=0.0, scale=(1.0, 1.0), elastic_p=0.0,
+                                intensity_scale=0.0, intensity_shift=0.0, t2_dropout=0.0)
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
+
+
+def _rotation(angles: Tensor) -> Tensor:
+    """Rotation matrix (3x3, float64) about the D, H, W axes by ``angles`` (radians)."""
+    out = torch.eye(3, dtype=torch.float64)
+    for axis in range(3):
+        c, s = math.cos(float(angles[axis])), math.sin(float(angles[axis]))
+        a, b = [x for x in range(3) if x != axis]
+        r = torch.eye(3, dtype=torch.float64)
+        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
+        out = r @ out
+    return out
+
+
+def sampling_grid(in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
+                  cfg: AugmentConfig, gen: torch.Generator) -> Tensor:
+    """grid_sample grid (1, D, H, W, 3) mapping the output crop (centred) into the input
+    region: ``p_in = c_in + A (p_out - c_out) + elastic(p_out)`` in voxels."""
+    angles = _uniform(gen, -1, 1, 3) * math.radians(cfg.rotate_deg)
+    scale = float(_uniform(gen, *cfg.scale))
+    matrix = _rotation(angles) / scale  # output -> input: zooming in by `scale`
+    axes = [torch.arange(n, dtype=torch.float64) - (n - 1) / 2 for n in out_shape]
+    pos = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (D,H,W,3) in d,h,w
+    pos = pos @ matrix.T
+    if cfg.elastic_p > 0 and float(_uniform(gen, 0, 1)) < cfg.elastic_p:
+        coarse = [max(2, math.ceil(n / cfg.elastic_spacing) + 1) for n in out_shape]
+        noise = torch.randn((1, 3, *coarse), generator=gen, dtype=torch.float64) * cfg.elastic_sigma
+        disp = F.interpolate(noise, size=out_shape, mode="trilinear", align_corners=True)
+        pos = pos + disp[0].permute(1, 2, 3, 0)
+    centre_in = torch.tensor([(n - 1) / 2 for n in in_shape], dtype=torch.float64)
+    pos = pos + centre_in
+    size = torch.tensor(in_shape, dtype=torch.float64)
+    norm = 2 * pos / (size - 1) - 1
+    return norm.flip(-1).unsqueeze(0).float()  # grid_sample wants (x=W, y=H, z=D)
+
+
+def augment(images: Tensor, anatomy: Tensor, labels: Tensor, brain: Tensor,
+            out_shape: tuple[int, int, int], cfg: AugmentConfig, gen: torch.Generator,
+            t2_channel: int | None = None, absent: tuple[int, ...] = ()
+            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Augment one region and crop its centre to ``out_shape``.
+
+    images (C, D, H, W) normalised, anatomy (6, D, H, W), labels (L, D, H, W) binary
+    (lesion mask, sphere map, ...), brain (1, D, H, W) binary. The region may be larger
+    than ``out_shape`` (a margin keeps rotated corners inside the data). Returns the same
+    four tensors at ``out_shape``; labels and brain are 0/1 float32. ``t2_channel`` is the
+    image channel that modality dropout may zero; ``absent`` channels (modalities the case
+    lacks) stay zero.
+    """
+    in_shape = tuple(images.shape[1:])
+    n_img, n_ana, n_lab = images.shape[0], anatomy.shape[0], labels.shape[0]
+    stack = torch.cat([images.float(), anatomy.float(), labels.float(), brain.float()], dim=0)
+    grid = sampling_grid(in_shape, out_shape, cfg, gen)
+    out = F.grid_sample(stack.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=True)[0]
+    if cfg.flip_p > 0 and float(_uniform(gen, 0, 1)) < cfg.flip_p:
+        out = out.flip(-1)
+    img = out[:n_img]
+    ana = out[n_img:n_img + n_ana]
+    lab = (out[n_img + n_ana:n_img + n_ana + n_lab] > 0.5).float()
+    brn = (out[-1:] > 0.5).float()
+    # draw all intensity numbers every time so the random stream does not depend on data
+    scales = 1 + _uniform(gen, -1, 1, n_img).float() * cfg.intensity_scale
+    shifts = _uniform(gen, -1, 1, n_img).float() * cfg.intensity_shift
+    drop_t2 = float(_uniform(gen, 0, 1)) < cfg.t2_dropout
+    img = (img * scales.view(-1, 1, 1, 1) + shifts.view(-1, 1, 1, 1)) * brn
+    if t2_channel is not None and drop_t2:
+        img[t2_channel] = 0
+    for channel in absent:
+        img[channel] = 0
+    return img, ana, lab, brn
