@@ -395,25 +395,35 @@ class PRCurve:
 
 def precision_recall(probabilities: Iterable[np.ndarray], refs: Iterable[np.ndarray]) -> PRCurve:
     """Voxel-wise precision-recall curve and average precision of probability maps vs masks."""
-    scores, labels, weights = [], [], []
+    scores, labels, n_zero_background = [], [], 0
     for prob, ref in zip(probabilities, refs, strict=True):
         prob = np.asarray(prob, dtype=np.float32).ravel()
         g = (np.asarray(ref) != 0).ravel()
         if prob.shape != g.shape:
             raise ValueError(f"probability shape {prob.shape} differs from reference {g.shape}")
-        # Zero-probability background voxels only matter at threshold 0: keep them as one count.
+        # Zero-probability background voxels only matter at threshold 0: keep just their number.
         keep = (prob > 0) | g
-        scores += [prob[keep], np.zeros(1, np.float32)]
-        labels += [g[keep], np.zeros(1, bool)]
-        weights += [np.ones(int(keep.sum())), np.array([float(np.count_nonzero(~keep))])]
-    s, y, w = np.concatenate(scores), np.concatenate(labels), np.concatenate(weights)
-    order = np.argsort(-s, kind="stable")
-    s, y, w = s[order], y[order], w[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # last index of each distinct score
-    tps = np.cumsum(w * y)[last]
-    fps = np.cumsum(w * ~y)[last]
+        scores.append(prob[keep])
+        labels.append(g[keep])
+        n_zero_background += int(keep.size - np.count_nonzero(keep))
+    if not scores:
+        raise ValueError("no probability maps given")
+    s, y = np.concatenate(scores), np.concatenate(labels)
+    order = np.argsort(-s)  # ties form one threshold below, so a stable sort is not needed
+    s, y = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1].astype(np.int64)  # last index of each score
+    last = last[last >= 0]
+    tps = np.cumsum(y, dtype=np.float64)[last]
+    fps = np.cumsum(~y, dtype=np.float64)[last]
+    thr = s[last]
+    if n_zero_background:
+        if not (thr.size and thr[-1] == 0):  # add the threshold-0 point: every voxel positive
+            tps = np.r_[tps, tps[-1] if tps.size else 0.0]
+            fps = np.r_[fps, fps[-1] if fps.size else 0.0]
+            thr = np.r_[thr, np.float32(0.0)]
+        fps[-1] += n_zero_background
     keep = (tps + fps) > 0
-    tps, fps, thr = tps[keep], fps[keep], s[last][keep]
+    tps, fps, thr = tps[keep], fps[keep], thr[keep]
     total = tps[-1] if tps.size else 0.0
     precision = tps / (tps + fps)
     if total == 0:

@@ -341,6 +341,14 @@ def test_precision_recall_without_lesions_has_no_average_precision():
     assert math.isnan(curve.average_precision)
 
 
+def test_all_zero_probability_gives_the_prevalence():
+    g = vol((4, 4, 4))
+    g[0, 0, :3] = True
+    curve = M.precision_recall([np.zeros((4, 4, 4), np.float32)], [g])
+    assert curve.average_precision == pytest.approx(3 / 64)
+    assert curve.thresholds.tolist() == [0.0] and curve.recall.tolist() == [1.0]
+
+
 def test_lesion_curve_equals_thresholded_case_metrics():
     probs, refs = _prob_cases(2)
     thresholds = (0.2, 0.5, 0.8)
