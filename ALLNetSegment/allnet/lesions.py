@@ -212,7 +212,7 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
 
 
 def lesion_totals(lesions: list[Lesion]) -> dict:
-    """Totals: ``lesion_count``, ``total_volume_ml``, ``total_voxels`` and ``by_location``
+    """Totals: ``count`` (lesions), ``total_volume_ml``, ``total_voxels`` and ``by_location``
     {location: {"count", "volume_ml"}} for every name in ``LOCATIONS`` (zeros included),
     plus ``"unknown"`` when some lesions have no location."""
     by_location: dict[str, dict[str, float]] = {name: {"count": 0, "volume_ml": 0.0} for name in LOCATIONS}
@@ -221,7 +221,7 @@ def lesion_totals(lesions: list[Lesion]) -> dict:
         entry["count"] += 1
         entry["volume_ml"] += lesion.volume_mm3 / 1000.0
     return {
-        "lesion_count": len(lesions),
+        "count": len(lesions),
         "total_volume_ml": sum(lesion.volume_mm3 for lesion in lesions) / 1000.0,
         "total_voxels": sum(lesion.voxel_count for lesion in lesions),
         "by_location": by_location,

@@ -177,7 +177,7 @@ def test_totals_rows_and_csv(tmp_path):
     zones[a] = ZONE_PERIVENTRICULAR
     table = lesion_table(labels, zones=_image(zones, like=mask))
     totals = lesion_totals(table)
-    assert totals["lesion_count"] == 2 and totals["total_voxels"] == 36
+    assert totals["count"] == 2 and totals["total_voxels"] == 36
     assert totals["total_volume_ml"] == pytest.approx(36 * 1.2 / 1000)
     assert set(totals["by_location"]) == set(LOCATIONS)
     assert totals["by_location"][LOC_PERIVENTRICULAR] == {"count": 1, "volume_ml": pytest.approx(0.0384)}
@@ -203,6 +203,6 @@ def test_empty_mask_gives_empty_table(tmp_path):
     labels = label_lesions(mask)
     assert sitk.GetArrayFromImage(labels).max() == 0
     assert lesion_table(labels) == []
-    assert lesion_totals([])["lesion_count"] == 0
+    assert lesion_totals([])["count"] == 0
     with open(write_lesions_csv([], tmp_path / "empty.csv")) as handle:
         assert handle.read().strip() == ",".join(CSV_COLUMNS)
