@@ -44,7 +44,7 @@ def tiny_case(seed: int, case_id: str = "", with_t2: bool = True) -> CachedCase:
 
 
 def tiny_model_config(**kw) -> ModelConfig:
-    args = dict(base_channels=4, depth=2, head_channels=4, head_mlp=(4,))
+    args = dict(base_channels=4, depth=2, head_channels=4, head_mlp=(4,), modality_dropout=True)
     args.update(kw)
     return ModelConfig(**args)
 

@@ -1,0 +1,81 @@
+"""Ablation: base / +AnaConv / +LesLoss / ALL-Net on the same data, folds and seeds.
+
+Each variant is scored by leave-one-subject-out cross-validation (``crossval.py``); the
+table follows the layout of Table 4 of Zhang et al. 2021: one row per method, columns
+DSC, PPV, sensitivity (TPR), LTPR, LFPR, L-F1, volume correlation (VC) and the ISBI-2015
+score (means over held-out cases; VC and ISBI score over all held-out cases).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+from allnet.metrics import summarise
+from allnet.model import ModelConfig
+from allnet.synthesis import LesionShapeBank
+
+from .cache import CachedCase
+from .crossval import run_crossval
+from .patches import SamplerConfig
+from .trainer import TrainConfig, _write_text_atomic
+
+VARIANTS: tuple[tuple[str, bool, bool], ...] = (
+    # name, AnaConv, sphere head + LesLoss
+    ("base", False, False),
+    ("+AnaConv", True, False),
+    ("+LesLoss", False, True),
+    ("ALL-Net", True, True),
+)
+TABLE_COLUMNS = (("DSC", "dsc"), ("PPV", "ppv"), ("Sensitivity (TPR)", "tpr"), ("LTPR", "ltpr"),
+                 ("LFPR", "lfpr"), ("L-F1", "lf1"), ("VC", None), ("ISBI score", None))
+
+
+def table_rows(results: dict[str, list]) -> list[dict[str, float | str | None]]:
+    """One row per method from its list of held-out CaseMetrics."""
+    rows = []
+    for name, metrics in results.items():
+        s = summarise(metrics)
+        row: dict[str, float | str | None] = {"method": name}
+        for col, key in TABLE_COLUMNS:
+            if key is not None:
+                row[col] = s["mean"][key]
+        row["VC"] = s["volume_correlation"]
+        row["ISBI score"] = s["isbi_score"]
+        rows.append(row)
+    return rows
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def write_table(rows: list[dict], out: Path) -> str:
+    """Write ``ablation.csv`` and ``ablation.md``; returns the markdown."""
+    cols = ["method"] + [c for c, _ in TABLE_COLUMNS]
+    with open(out / "ablation.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| Method | " + " | ".join(cols[1:]) + " |", "|---" * len(cols) + "|"]
+    lines += ["| " + r["method"] + " | " + " | ".join(_fmt(r[c]) for c in cols[1:]) + " |" for r in rows]
+    md = "\n".join(lines) + "\n"
+    _write_text_atomic(out / "ablation.md", md)
+    return md
+
+
+def run_ablation(cases: list[CachedCase], out_dir: str | Path, model_config: ModelConfig,
+                 train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
+                 bank: LesionShapeBank | None = None, *, resume: bool = True,
+                 progress: bool = True, log=print) -> str:
+    """Cross-validate every variant (same seeds, folds, crops) and write the table."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name, anaconv, sphere in VARIANTS:
+        cfg = replace(model_config, anaconv=anaconv, sphere_head=sphere)
+        folder = out / name.replace("+", "plus_").replace("-", "")
+        folds = run_crossval(cases, folder, cfg, train_cfg, sampler_cfg, seeds, bank,
+                             resume=resume, progress=progress, log=log)
+        results[name] = [m for f in folds for m in f.model]
+    return write_table(table_rows(results), out)

@@ -1,0 +1,211 @@
+"""``allnet-train``: prepare | train | crossval | export | ablation.
+
+Cases come from a case-list CSV (``--cases``, see ``data.py``) or the development data
+(``--dev-data ../shared/data``). Preprocessed tensors are cached in ``--cache``.
+Multi-process training: ``torchrun --nproc_per_node N -m allnet_training.cli train ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from allnet.errors import AllnetError
+
+DEFAULT_CACHE = "cache/training"
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--cases", type=Path, help="case-list CSV (case_id, subject_id, t1, t2, flair, mask)")
+    g.add_argument("--dev-data", type=Path, help="the development data folder (../shared/data)")
+    p.add_argument("--cache", type=Path, default=Path(DEFAULT_CACHE),
+                   help=f"folder of preprocessed tensors (default {DEFAULT_CACHE})")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, logs, model)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=2, help="global batch (split over DDP ranks)")
+    p.add_argument("--micro-batch", type=int, default=None, help="gradient-accumulation chunk size")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--crop", type=int, nargs=3, default=(48, 128, 128), metavar=("K", "J", "I"),
+                   help="crop size in voxels, KJI order (paper: 48 128 128)")
+    p.add_argument("--lesion-p", type=float, default=0.5, help="probability a crop is centred on a lesion")
+    p.add_argument("--synthetic-p", type=float, default=0.5,
+                   help="probability a crop gets synthetic lesions (0 = off)")
+    p.add_argument("--lesion-masks", type=Path, default=None,
+                   help="folder of lesion masks for synthetic lesions "
+                        "(default: <dev-data>/lesjak2018/lesion_masks_mni)")
+    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    p.add_argument("--t2-dropout", type=float, default=0.3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
+    p.add_argument("--base-channels", type=int, default=8)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--head-channels", type=int, default=8)
+    p.add_argument("--no-anaconv", action="store_true")
+    p.add_argument("--no-sphere-head", action="store_true")
+    p.add_argument("--loss-weights", type=float, nargs=3, default=(1.0, 1.0, 1.0),
+                   metavar=("BCE", "DICE", "LESLOSS"))
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="allnet-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="preprocess and cache the cases")
+    _add_data_args(p)
+    p = sub.add_parser("train", help="train on all cases (one member per seed) and export a bundle")
+    _add_data_args(p)
+    _add_train_args(p)
+    p.add_argument("--bundle", type=Path, default=None, help="write the ensemble bundle here too")
+    p = sub.add_parser("crossval", help="leave-one-subject-out cross-validation vs a FLAIR-threshold baseline")
+    _add_data_args(p)
+    _add_train_args(p)
+    p = sub.add_parser("ablation", help="base / +AnaConv / +LesLoss / ALL-Net, table in the layout of Table 4")
+    _add_data_args(p)
+    _add_train_args(p)
+    p = sub.add_parser("export", help="combine single-member model files into one fp16 bundle")
+    p.add_argument("models", type=Path, nargs="+", help="model files (model.pt of each seed)")
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--meta", type=Path, default=None, help="JSON file of extra metadata")
+    return parser
+
+
+def _cases(args):
+    from .data import dev_cases, read_case_list
+
+    return dev_cases(args.dev_data) if args.dev_data else read_case_list(args.cases)
+
+
+def _load(args):
+    from .cache import load_cached, prepare_cases
+
+    cases = _cases(args)
+    return cases, [load_cached(p) for p in prepare_cases(cases, args.cache)]
+
+
+def _configs(args):
+    from allnet.model import ModelConfig
+
+    from .augment import NO_AUGMENTATION, AugmentConfig
+    from .losses import LossWeights
+    from .patches import SamplerConfig
+    from .synthetic import SyntheticConfig
+    from .trainer import TrainConfig
+
+    model = ModelConfig(base_channels=args.base_channels, depth=args.depth,
+                        head_channels=args.head_channels, head_mlp=(args.head_channels,),
+                        anaconv=not args.no_anaconv, sphere_head=not args.no_sphere_head,
+                        modality_dropout=args.t2_dropout > 0 and not args.no_augment)
+    aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout)
+    sampler = SamplerConfig(crop=tuple(args.crop), lesion_p=args.lesion_p, augment=aug,
+                            synthetic=SyntheticConfig(p=args.synthetic_p))
+    train = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                        batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr,
+                        seed=args.seeds[0], loss=LossWeights(*args.loss_weights), device=args.device)
+    return model, sampler, train
+
+
+def _bank(args, exclude):
+    if args.synthetic_p <= 0:
+        return None
+    from .synthetic import load_shape_bank
+
+    folder = args.lesion_masks or (args.dev_data / "lesjak2018" / "lesion_masks_mni" if args.dev_data else None)
+    if folder is None:
+        raise SystemExit("--lesion-masks is needed for synthetic lesions with --cases (or --synthetic-p 0)")
+    return load_shape_bank(folder, exclude=exclude)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command_line = "allnet-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        if args.command == "export":
+            from .ensemble import export_bundle, state_dicts_from_model_files
+
+            config, states = state_dicts_from_model_files(args.models)
+            meta = json.loads(args.meta.read_text()) if args.meta else {}
+            export_bundle(args.out, config, states, {"command": command_line, **meta})
+            print(f"wrote {args.out} ({len(states)} members)")
+            return 0
+        if args.command == "prepare":
+            from .cache import prepare_cases
+
+            for p in prepare_cases(_cases(args), args.cache):
+                print(p)
+            return 0
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        from .distributed import cleanup, init_from_env
+
+        distributed = init_from_env()
+        try:
+            return _run(args, command_line, distributed)
+        finally:
+            cleanup()
+    except AllnetError as exc:
+        print(f"allnet-train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(args, command_line: str, distributed: bool) -> int:
+    from dataclasses import replace
+
+    cases, cached = _load(args)
+    model_cfg, sampler_cfg, train_cfg = _configs(args)
+    # the development subjects' own masks must not serve as synthetic shapes
+    bank = _bank(args, exclude={c.subject_id for c in cases})
+    progress = not args.no_progress
+    if args.command == "train":
+        from .ensemble import bundle_meta, export_bundle, train_ensemble
+        from .patches import CropSampler
+
+        sampler = CropSampler(cached, sampler_cfg, model_cfg.modalities, bank)
+        results = train_ensemble(model_cfg, train_cfg, sampler, args.out, args.seeds,
+                                 resume=args.resume, progress=progress)
+        if not distributed or torch_rank() == 0:
+            meta = bundle_meta(results, train_cfg, seeds=args.seeds, cases=[c.case_id for c in cases],
+                               command=command_line, extra={"sampler_config": sampler_cfg.to_dict()})
+            for path in [args.out / "bundle.pt", *([args.bundle] if args.bundle else [])]:
+                export_bundle(path, model_cfg, [r.state_dict for r in results], meta)
+                print(f"wrote {path}")
+        return 0
+    if distributed:
+        raise SystemExit("crossval and ablation run in one process (use torchrun only with 'train')")
+    if args.command == "crossval":
+        from .crossval import run_crossval
+
+        run_crossval(cached, args.out, model_cfg, train_cfg, sampler_cfg, args.seeds, bank,
+                     resume=args.resume, progress=progress)
+        print((args.out / "crossval.md").read_text())
+        return 0
+    if args.command == "ablation":
+        from .ablation import run_ablation
+
+        table = run_ablation(cached, args.out, replace(model_cfg, anaconv=True, sphere_head=True),
+                             train_cfg, sampler_cfg, args.seeds, bank, resume=args.resume,
+                             progress=progress)
+        print(table)
+        return 0
+    raise SystemExit(f"unknown command {args.command}")
+
+
+def torch_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

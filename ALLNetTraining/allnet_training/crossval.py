@@ -1,0 +1,173 @@
+"""Leave-one-subject-out cross-validation with a naive FLAIR-threshold baseline.
+
+Per fold: train (one member per seed) on the other subjects' cases, predict every visit of
+the held-out subject with ``allnet.inference.predict`` on the whole working-grid volume,
+and score with ``allnet.metrics.evaluate_case``. The baseline thresholds the normalised
+FLAIR inside the brain at the level that maximises the mean DSC over the fold's TRAINING
+cases (nothing is tuned on the held-out subject), and is scored the same way.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from allnet.inference import predict
+from allnet.metrics import DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, summarise
+from allnet.model import ModelBundle, ModelConfig, load_model_file
+from allnet.synthesis import LesionShapeBank
+
+from .cache import MODALITIES, CachedCase
+from .ensemble import export_bundle, train_ensemble
+from .patches import CropSampler, SamplerConfig
+from .trainer import TrainConfig, _write_text_atomic
+
+FLAIR_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.5, 8.01, 0.1), 2))
+TABLE_METRICS = ("dsc", "lf1", "ltpr", "lfpr", "ppv", "tpr")
+
+
+def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    total = pred.sum() + ref.sum()
+    return float(2 * np.logical_and(pred, ref).sum() / total) if total else 1.0
+
+
+def choose_flair_threshold(cases: list[CachedCase],
+                           thresholds: tuple[float, ...] = FLAIR_THRESHOLDS) -> float:
+    """The FLAIR level (normalised units) with the best mean DSC over ``cases``."""
+    inside = [c.brain > 0 for c in cases]
+    flair = [c.images[MODALITIES.index("flair")][b].astype(np.float32) for c, b in zip(cases, inside)]
+    refs = [(c.mask > 0)[b] for c, b in zip(cases, inside)]
+    scores = [np.mean([_dice(f > t, r) for f, r in zip(flair, refs)]) for t in thresholds]
+    return float(thresholds[int(np.argmax(scores))])
+
+
+def flair_baseline(case: CachedCase, threshold: float) -> np.ndarray:
+    """uint8 KJI mask: normalised FLAIR above ``threshold`` inside the brain."""
+    return ((case.images[MODALITIES.index("flair")] > threshold) & (case.brain > 0)).astype(np.uint8)
+
+
+def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu",
+                   ensemble: str = "full") -> np.ndarray:
+    """The model's uint8 KJI mask for a cached case (whole working-grid volume)."""
+    order = [MODALITIES.index(m) for m in bundle.config.modalities]
+    images = case.images[order].astype(np.float32)
+    present = [m for m in bundle.config.modalities if m in case.present]
+    pred = predict(bundle, images, case.anatomy.astype(np.float32), case.brain, device=device,
+                   ensemble=ensemble, modalities_present=present)
+    return pred.mask
+
+
+def score(pred: np.ndarray, case: CachedCase, connectivity: int = DEFAULT_CONNECTIVITY) -> CaseMetrics:
+    return evaluate_case(pred, case.mask, spacing=(1.0, 1.0, 1.0), connectivity=connectivity,
+                         case=case.case_id)
+
+
+@dataclass
+class FoldResult:
+    subject: str
+    model: list[CaseMetrics]
+    baseline: list[CaseMetrics]
+    threshold: float
+    train_seconds: float
+    predict_seconds: float
+    bundle_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def folds_of(cases: list[CachedCase]) -> list[tuple[str, list[CachedCase], list[CachedCase]]]:
+    subjects = list(dict.fromkeys(c.subject_id for c in cases))
+    if len(subjects) < 2:
+        raise ValueError("cross-validation needs cases of at least two subjects")
+    return [(s, [c for c in cases if c.subject_id != s], [c for c in cases if c.subject_id == s])
+            for s in subjects]
+
+
+def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[CachedCase],
+             out_dir: Path, model_config: ModelConfig, train_cfg: TrainConfig,
+             sampler_cfg: SamplerConfig, seeds: list[int], bank: LesionShapeBank | None,
+             *, resume: bool = True, progress: bool = True, device: str = "cpu",
+             log=print) -> FoldResult:
+    """Train on ``train_cases``, evaluate model and baseline on ``test_cases``."""
+    fold_dir = out_dir / f"fold_{subject}"
+    sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank)
+    meta = {"fold": subject, "training_cases": [c.case_id for c in train_cases]}
+    t0 = time.perf_counter()
+    results = train_ensemble(model_config, train_cfg, sampler, fold_dir, seeds, resume=resume,
+                             progress=progress, meta=meta)
+    train_seconds = time.perf_counter() - t0
+    bundle_path = export_bundle(fold_dir / "bundle.pt", model_config, [r.state_dict for r in results],
+                                {**meta, "seeds": list(seeds)})
+    bundle = load_model_file(bundle_path)
+    t0 = time.perf_counter()
+    model_scores = [score(predict_cached(bundle, c, device=device), c) for c in test_cases]
+    predict_seconds = time.perf_counter() - t0
+    threshold = choose_flair_threshold(train_cases)
+    base_scores = [score(flair_baseline(c, threshold), c) for c in test_cases]
+    for m, b in zip(model_scores, base_scores):
+        log(f"[{subject}] {m.case}: model DSC {m.dsc:.3f} L-F1 {m.lf1:.3f} | "
+            f"FLAIR>{threshold:.1f} DSC {b.dsc:.3f} L-F1 {b.lf1:.3f}")
+    return FoldResult(subject, model_scores, base_scores, threshold, train_seconds, predict_seconds,
+                      bundle_path)
+
+
+def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: ModelConfig,
+                 train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
+                 bank: LesionShapeBank | None = None, *, resume: bool = True,
+                 progress: bool = True, device: str = "cpu", log=print) -> list[FoldResult]:
+    """All leave-one-subject-out folds; writes ``crossval.csv``/``.json``/``.md`` in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds, bank,
+                        resume=resume, progress=progress, device=device, log=log)
+               for s, tr, te in folds_of(cases)]
+    write_reports(results, out)
+    return results
+
+
+def write_reports(results: list[FoldResult], out: Path) -> dict:
+    """Per-case CSV, JSON summary and a markdown table of model vs baseline."""
+    rows = []
+    for fold in results:
+        for m, b in zip(fold.model, fold.baseline):
+            row = {"subject": fold.subject, "case": m.case, "flair_threshold": fold.threshold}
+            row.update({f"model_{k}": getattr(m, k) for k in TABLE_METRICS})
+            row.update({f"baseline_{k}": getattr(b, k) for k in TABLE_METRICS})
+            row.update({"ref_lesions": m.n_ref_lesions, "model_lesions": m.n_pred_lesions,
+                        "baseline_lesions": b.n_pred_lesions,
+                        "ref_volume_ml": m.ref_volume_ml, "model_volume_ml": m.pred_volume_ml})
+            rows.append(row)
+    with open(out / "crossval.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    model_all = [m for f in results for m in f.model]
+    base_all = [b for f in results for b in f.baseline]
+    summary = {"model": summarise(model_all), "baseline": summarise(base_all),
+               "folds": [{"subject": f.subject, "threshold": f.threshold,
+                          "train_seconds": f.train_seconds, "predict_seconds": f.predict_seconds,
+                          "bundle": str(f.bundle_path) if f.bundle_path else None}
+                         for f in results],
+               "cases": rows}
+    _write_text_atomic(out / "crossval.json", json.dumps(summary, indent=2, default=float))
+    _write_text_atomic(out / "crossval.md", markdown_table(rows))
+    return summary
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Per-case and mean DSC, L-F1, LTPR, LFPR of the model next to the baseline."""
+    cols = ("dsc", "lf1", "ltpr", "lfpr")
+    names = {"dsc": "DSC", "lf1": "L-F1", "ltpr": "LTPR", "lfpr": "LFPR"}
+    head = ("| held-out case | " + " | ".join(f"ALLNet {names[c]}" for c in cols) + " | "
+            + " | ".join(f"FLAIR-thr. {names[c]}" for c in cols) + " |")
+    lines = [head, "|" + "---|" * (1 + 2 * len(cols))]
+    for r in rows:
+        lines.append(f"| {r['case']} | " + " | ".join(f"{r['model_' + c]:.3f}" for c in cols) + " | "
+                     + " | ".join(f"{r['baseline_' + c]:.3f}" for c in cols) + " |")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.startswith(("model_", "baseline_"))}
+    lines.append("| **mean** | " + " | ".join(f"**{mean['model_' + c]:.3f}**" for c in cols) + " | "
+                 + " | ".join(f"{mean['baseline_' + c]:.3f}" for c in cols) + " |")
+    return "\n".join(lines) + "\n"
