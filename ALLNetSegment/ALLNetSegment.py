@@ -1,0 +1,139 @@
+"""ALLNet Segment: multiple-sclerosis lesion segmentation and per-lesion measurement in 3D Slicer.
+
+The work is in ALLNetSegmentLib (panel, run logic, installation, import, table, export) and in
+the Slicer-free core package ``allnet``, which runs in a PythonSlicer subprocess.
+"""
+import os
+from pathlib import Path
+
+import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+
+MODULE_DIR = Path(__file__).resolve().parent
+
+
+class ALLNetSegment(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("ALLNet Segment")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["ALLNet developers"]
+        self.parent.helpText = _(
+            "Segments multiple-sclerosis lesions on brain MRI (T1W and FLAIR, T2W optional) and "
+            "measures each lesion (volume, location class, centre, probability). The result is an "
+            "editable segmentation with a per-lesion table that is recomputed after corrections. "
+            "Research use only; not a medical device. "
+            '<a href="https://github.com/allnet-project/ALLNet#slicer">Documentation</a>.')
+        self.parent.acknowledgementText = _(
+            "Method after Zhang H. et al., \"ALL-Net: Anatomical information lesion-wise loss "
+            "function integrated into neural network for multiple sclerosis lesion segmentation\", "
+            "NeuroImage: Clinical 32:102854 (2021). Development data: Lesjak Z. et al., "
+            "Neuroinformatics 16:51-63 (2018), CC-BY; MSLesSeg, Guarnera F. et al., Scientific "
+            "Data 12:920 (2025), CC BY 4.0.")
+
+
+class ALLNetSegmentWidget(ScriptedLoadableModuleWidget):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        self.panel = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        from ALLNetSegmentLib.Widget import Widget
+
+        self.logic = ALLNetSegmentLogic()
+        self.panel = Widget(MODULE_DIR, self.logic, self.logic.segmentationLogic)
+        self.layout.addWidget(self.panel.uiWidget)
+        self.layout.addStretch(1)
+
+    def enter(self) -> None:
+        if self.panel is not None:
+            self.panel.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self.panel is not None:
+            self.panel.cleanup()
+
+
+class ALLNetSegmentLogic(ScriptedLoadableModuleLogic):
+    """Facade for scripts: ``segment(t1, flair, t2=None, ...)`` blocks and returns the result."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        from ALLNetSegmentLib.SegmentationLogic import SegmentationLogic
+
+        self.segmentationLogic = SegmentationLogic(MODULE_DIR)
+
+    def getParameterNode(self):
+        from ALLNetSegmentLib.Parameter import ALLNetSegmentParameterNode
+
+        return ALLNetSegmentParameterNode(super().getParameterNode())
+
+    def segment(self, t1Node, flairNode, t2Node=None, segmentationNode=None, **options):
+        """Run ALLNet and load the result; ``options`` are SegmentationSettings fields
+        (threshold, minLesionSizeMm3, tta, ensemble, device, preprocessed, keepProbability)."""
+        from ALLNetSegmentLib.Parameter import SegmentationSettings
+
+        self.segmentationLogic.installLogic.ensure()
+        return self.segmentationLogic.segment(t1Node, flairNode, t2Node, segmentationNode,
+                                              SegmentationSettings(**options))
+
+
+class ALLNetSegmentTest(ScriptedLoadableModuleTest):
+    """Load sample -> segment -> table -> edit -> update table -> export, in real Slicer."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SegmentEditExport()
+
+    def test_SegmentEditExport(self):
+        import tempfile
+
+        import numpy as np
+        from ALLNetSegmentLib import LesionTable
+        from ALLNetSegmentLib.Export import exportResults
+        from ALLNetSegmentLib.SegmentationLogic import loadSampleCase
+
+        self.delayDisplay("Building and loading the synthetic sample case")
+        work = Path(tempfile.mkdtemp(prefix="ALLNetTest"))
+        nodes = loadSampleCase(work / "sample")
+        self.assertIn("flair", nodes)
+
+        self.delayDisplay("Segmenting (fast ensemble, CPU)")
+        logic = ALLNetSegmentLogic()
+        result = logic.segment(nodes["t1"], nodes["flair"], nodes.get("t2"), ensemble="fast", device="cpu")
+        segmentationNode = result.segmentationNode
+        reference = segmentationNode.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
+        self.assertEqual(reference.GetID(), nodes["flair"].GetID())
+        segmentId = segmentationNode.GetSegmentation().GetNthSegmentID(0)
+        self.assertIn("52988006", segmentationNode.GetSegmentation().GetSegment(segmentId).GetTerminology())
+
+        rows = LesionTable.rowsFromCsv(result.outputDir / "lesions.csv")
+        tableNode, totalsNode = LesionTable.updateTables(rows, referenceNode=nodes["flair"])
+        self.assertEqual(tableNode.GetNumberOfRows(), len(rows))
+        self.assertGreater(len(rows), 0, "the demo case has lesions; none were found")
+
+        self.delayDisplay("Erasing the largest lesion and recomputing the table")
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, nodes["flair"])
+        from scipy import ndimage
+        components, count = ndimage.label(mask > 0, structure=np.ones((3, 3, 3)))  # 26-connectivity
+        self.assertEqual(count, len(rows))
+        label = int(np.argmax(np.bincount(components.ravel())[1:])) + 1  # the largest lesion
+        mask[components == label] = 0
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, nodes["flair"])
+        newRows = LesionTable.recomputeRows(segmentationNode, nodes["flair"])
+        self.assertEqual(len(newRows), len(rows) - 1)
+        LesionTable.updateTables(newRows, tableNode, totalsNode)
+
+        self.delayDisplay("Exporting")
+        written = exportResults(segmentationNode, nodes["flair"], newRows, work / "export")
+        for path in written.values():
+            self.assertTrue(os.path.isfile(path), path)
+        self.delayDisplay("Test passed")

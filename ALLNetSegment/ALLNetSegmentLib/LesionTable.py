@@ -1,0 +1,211 @@
+"""Per-lesion table and totals as MRML table nodes, recomputation after edits, row -> RAS jump.
+
+Rows are plain dicts with the columns of the core's ``lesions.csv``: id, voxels, volume_mm3,
+location, centroid_r_mm, centroid_a_mm, centroid_s_mm (RAS mm), mean_prob, max_prob.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import slicer
+
+from .Geometry import ijkToRasArray, sitkImageFromArray
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str         # column name = key in a row dict (same as lesions.csv)
+    title: str        # header shown in the table view
+    unit: str
+    description: str
+    kind: str         # "int", "float" or "string"
+
+
+COLUMNS = [
+    Column("id", "Lesion", "", "Lesion number (matches lesion_labels.nii.gz of the run)", "int"),
+    Column("volume_mm3", "Volume", "mm3", "Lesion volume", "float"),
+    Column("location", "Location", "", "Location class (periventricular, juxtacortical, "
+           "subcortical/deep white matter, infratentorial)", "string"),
+    Column("centroid_r_mm", "R", "mm", "Centre of mass, Right coordinate (RAS)", "float"),
+    Column("centroid_a_mm", "A", "mm", "Centre of mass, Anterior coordinate (RAS)", "float"),
+    Column("centroid_s_mm", "S", "mm", "Centre of mass, Superior coordinate (RAS)", "float"),
+    Column("mean_prob", "Mean probability", "", "Mean lesion probability inside the lesion", "float"),
+    Column("max_prob", "Max probability", "", "Maximum lesion probability inside the lesion", "float"),
+    Column("voxels", "Voxels", "", "Number of voxels of the lesion", "int"),
+]
+TOTAL_COLUMNS = [
+    Column("measure", "Measure", "", "What is counted or summed", "string"),
+    Column("value", "Value", "", "Value of the measure", "float"),
+    Column("unit", "Unit", "", "Unit of the value", "string"),
+]
+LESION_TABLE_NAME = "ALLNet lesions"
+TOTALS_TABLE_NAME = "ALLNet lesion totals"
+
+
+# -- rows ------------------------------------------------------------------------------------
+def rowsFromCsv(path: str | Path) -> list[dict]:
+    """Rows of a core ``lesions.csv``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [normalizeRow(row) for row in csv.DictReader(f)]
+
+
+def normalizeRow(row: dict) -> dict:
+    """Typed values for the table columns; tolerates a ``centroid_ras`` triple and missing probs."""
+    row = dict(row)
+    if "centroid_ras" in row and "centroid_r_mm" not in row:
+        row["centroid_r_mm"], row["centroid_a_mm"], row["centroid_s_mm"] = row["centroid_ras"]
+    out: dict = {}
+    for column in COLUMNS:
+        value = row.get(column.name)
+        if value in (None, ""):
+            out[column.name] = "" if column.kind == "string" else float("nan")
+        elif column.kind == "int":
+            out[column.name] = int(float(value))
+        elif column.kind == "float":
+            out[column.name] = float(value)
+        else:
+            out[column.name] = str(value)
+    return out
+
+
+def rowsFromLesions(lesions: list) -> list[dict]:
+    """Rows from ``allnet.lesions.lesion_table`` output (dataclasses or mappings)."""
+    rows = []
+    for lesion in lesions:
+        if dataclasses.is_dataclass(lesion):
+            row = dataclasses.asdict(lesion)
+        elif isinstance(lesion, dict):
+            row = lesion
+        else:
+            row = vars(lesion)
+        rows.append(normalizeRow(row))
+    return rows
+
+
+def totalsRows(rows: list[dict]) -> list[dict]:
+    """Count and total volume (mL), then count and volume per location class."""
+    totalMm3 = sum(r["volume_mm3"] for r in rows)
+    result = [{"measure": "Lesion count", "value": float(len(rows)), "unit": "lesions"},
+              {"measure": "Total lesion volume", "value": round(totalMm3 / 1000.0, 4), "unit": "mL"}]
+    for location in sorted({r["location"] for r in rows if r["location"]}):
+        inClass = [r for r in rows if r["location"] == location]
+        result.append({"measure": f"{location}: count", "value": float(len(inClass)), "unit": "lesions"})
+        result.append({"measure": f"{location}: volume",
+                       "value": round(sum(r["volume_mm3"] for r in inClass) / 1000.0, 4), "unit": "mL"})
+    return result
+
+
+# -- table nodes -----------------------------------------------------------------------------
+def _newArray(kind: str):
+    import vtk
+
+    return {"int": vtk.vtkIntArray, "float": vtk.vtkDoubleArray, "string": vtk.vtkStringArray}[kind]()
+
+
+def fillTableNode(tableNode, columns: list[Column], rows: list[dict]) -> None:
+    """Replace the content of ``tableNode`` with ``rows``; titles, units, descriptions set."""
+    wasModified = tableNode.StartModify()
+    tableNode.RemoveAllColumns()
+    for column in columns:
+        array = _newArray(column.kind)
+        array.SetName(column.name)
+        for row in rows:
+            array.InsertNextValue(row[column.name])
+        tableNode.AddColumn(array)
+        tableNode.SetColumnTitle(column.name, column.title)
+        tableNode.SetColumnUnitLabel(column.name, column.unit)
+        tableNode.SetColumnDescription(column.name, column.description)
+    tableNode.SetUseColumnTitleAsColumnHeader(True)
+    tableNode.SetLocked(True)  # results are recomputed from the segmentation, not typed in
+    tableNode.EndModify(wasModified)
+
+
+def updateTables(rows: list[dict], lesionTableNode=None, totalsTableNode=None, referenceNode=None):
+    """Create (if None) and fill the lesion and totals tables; returns both nodes."""
+    from .ResultImporter import placeInStudyOf
+
+    created = []
+    if lesionTableNode is None:
+        lesionTableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", LESION_TABLE_NAME)
+        created.append(lesionTableNode)
+    if totalsTableNode is None:
+        totalsTableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", TOTALS_TABLE_NAME)
+        created.append(totalsTableNode)
+    fillTableNode(lesionTableNode, COLUMNS, rows)
+    fillTableNode(totalsTableNode, TOTAL_COLUMNS, totalsRows(rows))
+    if referenceNode is not None:
+        for node in created:
+            placeInStudyOf(referenceNode, node)
+    return lesionTableNode, totalsTableNode
+
+
+def rasOfRow(tableNode, rowIndex: int) -> tuple[float, float, float]:
+    """Lesion centre (RAS mm) stored in row ``rowIndex`` of a lesion table node."""
+    table = tableNode.GetTable()
+    return tuple(float(table.GetColumnByName(name).GetValue(rowIndex))
+                 for name in ("centroid_r_mm", "centroid_a_mm", "centroid_s_mm"))
+
+
+def jumpToRow(tableNode, rowIndex: int) -> tuple[float, float, float] | None:
+    """Centre all slice views on the lesion of row ``rowIndex``; returns the RAS point."""
+    if rowIndex < 0 or rowIndex >= tableNode.GetNumberOfRows():
+        return None
+    r, a, s = rasOfRow(tableNode, rowIndex)
+    slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+    return r, a, s
+
+
+# -- recomputation after manual edits --------------------------------------------------------
+def lesionMaskImage(segmentationNode, referenceVolumeNode):
+    """Union of all segments as a uint8 SimpleITK image on the reference volume's grid (LPS)."""
+    import numpy as np
+
+    segmentation = segmentationNode.GetSegmentation()
+    union = None
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentId = segmentation.GetNthSegmentID(index)
+        array = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode)
+        union = array > 0 if union is None else (union | (array > 0))
+    if union is None:
+        union = np.zeros(slicer.util.arrayFromVolume(referenceVolumeNode).shape, dtype=bool)
+    return sitkImageFromArray(union.astype(np.uint8), ijkToRasArray(referenceVolumeNode))
+
+
+def recomputeRows(segmentationNode, referenceVolumeNode, probabilityPath: str | Path | None = None,
+                  zonesPath: str | Path | None = None, connectivity: int = 26,
+                  minSizeMm3: float = 0.0) -> list[dict]:
+    """Lesion rows of the (edited) segmentation, through ``allnet.lesions``.
+
+    ``probabilityPath``/``zonesPath`` are the run's maps (FLAIR geometry); without them the
+    probability and location columns stay empty. Rows come from ``allnet.lesions.table_rows``,
+    the same conversion that writes the core's lesions.csv.
+    """
+    import SimpleITK as sitk
+    from allnet import lesions as allnetLesions
+
+    mask = lesionMaskImage(segmentationNode, referenceVolumeNode)
+
+    def readIfPresent(path):
+        # allnet.lesions resamples a map that is not on the mask's grid
+        return sitk.ReadImage(str(path)) if path and Path(path).is_file() else None
+
+    labels = allnetLesions.label_lesions(mask, connectivity=connectivity, min_size_mm3=minSizeMm3)
+    lesions = allnetLesions.lesion_table(labels, readIfPresent(probabilityPath), readIfPresent(zonesPath))
+    return [normalizeRow(row) for row in allnetLesions.table_rows(lesions)]
+
+
+def writeCsv(rows: list[dict], path: str | Path) -> None:
+    """Write rows as CSV (column names as in the core's lesions.csv), atomically."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[c.name for c in COLUMNS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    os.replace(tmp, path)

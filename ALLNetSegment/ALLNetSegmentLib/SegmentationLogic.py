@@ -1,0 +1,183 @@
+"""One ALLNet run from Slicer: inputs to a temporary folder, the core in a PythonSlicer
+subprocess, the results back into the scene. Non-blocking for the GUI, blocking for scripts."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import slicer
+
+from .InstallLogic import InstallLogic
+from .Parameter import SegmentationSettings
+from .ProcessRunner import ProcessRunner, RunOutcome
+from .ResultImporter import ImportedResult, ResultImporter
+from .Signal import Signal
+
+
+class RunnerProtocol(Protocol):
+    """What the logic needs from a process runner (tests may pass their own)."""
+
+    progress: Signal
+    log: Signal
+    finished: Signal
+
+    def start(self, args: list[str], cwd: str | None = None, updateEnvironment: dict | None = None) -> None: ...
+    def runBlocking(self, args: list[str], cwd: str | None = None, updateEnvironment: dict | None = None) -> RunOutcome: ...
+    def cancel(self) -> None: ...
+    def isRunning(self) -> bool: ...
+
+
+def pythonSlicerExecutable() -> str:
+    """PythonSlicer (Slicer's Python with Slicer's environment); the current Python outside Slicer."""
+    found = shutil.which("PythonSlicer")
+    return found if found else sys.executable
+
+
+class SegmentationLogic:
+    """Runs the core; ``finished(ImportedResult | None, RunOutcome)`` after a non-blocking run."""
+
+    def __init__(self, moduleDir: str | Path, runner: RunnerProtocol | None = None,
+                 importer: ResultImporter | None = None, installLogic: InstallLogic | None = None) -> None:
+        self.moduleDir = Path(moduleDir)
+        resources = self.moduleDir / "Resources"
+        self.runner = runner if runner is not None else ProcessRunner()
+        self.importer = importer if importer is not None else ResultImporter(resources)
+        self.installLogic = installLogic if installLogic is not None else InstallLogic(resources / "requirements.txt")
+        self.progress = self.runner.progress
+        self.log = self.runner.log
+        self.finished = Signal("ImportedResult", "RunOutcome")
+        self.runner.finished.connect(self._onRunnerFinished)
+        self._pending: dict | None = None
+
+    # -- building the command --------------------------------------------------------------
+    @staticmethod
+    def writeInputs(folder: Path, t1Node, flairNode, t2Node=None) -> dict[str, str]:
+        """Write the input volumes as uncompressed NRRD (fast; read back by the core)."""
+        paths = {}
+        for role, node in (("t1", t1Node), ("flair", flairNode), ("t2", t2Node)):
+            if node is None:
+                continue
+            path = Path(folder) / f"{role}.nrrd"
+            # A separate storage node: saveNode would re-point the input's own storage node here.
+            storageNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+            try:
+                storageNode.SetFileName(str(path))
+                storageNode.UseCompressionOff()
+                if not storageNode.WriteData(node):
+                    raise RuntimeError(f"{path}: could not write the {role.upper()} input volume")
+            finally:
+                slicer.mrmlScene.RemoveNode(storageNode)
+            paths[role] = str(path)
+        return paths
+
+    @staticmethod
+    def buildCommand(inputs: dict[str, str], outputDir: str | Path, settings: SegmentationSettings,
+                     python: str | None = None) -> list[str]:
+        args = [python or pythonSlicerExecutable(), "-m", "allnet", "segment",
+                "--t1", inputs["t1"], "--flair", inputs["flair"]]
+        if "t2" in inputs:
+            args += ["--t2", inputs["t2"]]
+        return args + ["-o", str(outputDir), "--progress", "json", *settings.cliArgs()]
+
+    def _prepare(self, t1Node, flairNode, t2Node, settings) -> tuple[list[str], Path]:
+        if t1Node is None or flairNode is None:
+            raise ValueError("Select a T1W and a FLAIR volume (T2W is optional).")
+        workDir = Path(slicer.util.tempDirectory("ALLNet"))
+        inputs = self.writeInputs(workDir, t1Node, flairNode, t2Node)
+        outputDir = workDir / "output"
+        return self.buildCommand(inputs, outputDir, settings), outputDir
+
+    def _environment(self) -> dict[str, str]:
+        # Progress lines must arrive as they are printed, not when a buffer fills.
+        return {"PYTHONUNBUFFERED": "1"}
+
+    # -- running ---------------------------------------------------------------------------
+    def start(self, t1Node, flairNode, t2Node=None, segmentationNode=None,
+              settings: SegmentationSettings | None = None) -> None:
+        """Start a run and return at once; ``finished`` is emitted on the main thread."""
+        settings = settings or SegmentationSettings()
+        args, outputDir = self._prepare(t1Node, flairNode, t2Node, settings)
+        self._pending = {"flair": flairNode, "segmentation": segmentationNode, "settings": settings,
+                         "outputDir": outputDir}
+        # cwd = module folder: `python -m allnet` then finds the bundled core package.
+        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
+
+    def segment(self, t1Node, flairNode, t2Node=None, segmentationNode=None,
+                settings: SegmentationSettings | None = None) -> ImportedResult:
+        """Blocking run for scripts and tests; raises RuntimeError with the core's message on failure."""
+        settings = settings or SegmentationSettings()
+        args, outputDir = self._prepare(t1Node, flairNode, t2Node, settings)
+        self._pending = None
+        outcome = self.runner.runBlocking(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
+        if not outcome.ok:
+            raise RuntimeError("Segmentation cancelled." if outcome.cancelled else outcome.errorMessage)
+        return self.importer.importResult(outcome.outputDir or outputDir, flairNode, segmentationNode,
+                                          keepProbability=settings.keepProbability)
+
+    def cancel(self) -> None:
+        self.runner.cancel()
+
+    def isRunning(self) -> bool:
+        return self.runner.isRunning()
+
+    def _onRunnerFinished(self, outcome: RunOutcome) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:  # a blocking run: segment() imports itself
+            return
+        result = None
+        if outcome.ok:
+            try:
+                result = self.importer.importResult(outcome.outputDir or pending["outputDir"], pending["flair"],
+                                                    pending["segmentation"],
+                                                    keepProbability=pending["settings"].keepProbability)
+            except Exception as error:  # reported to the user, not raised into the Qt timer
+                logging.exception("ALLNet: importing the results failed")
+                outcome.errorMessage = f"The results could not be loaded: {error}"
+        self.finished(result, outcome)
+
+    @staticmethod
+    def removeWorkFolder(outputDir: str | Path) -> None:
+        """Delete a run's temporary folder (inputs and outputs)."""
+        shutil.rmtree(Path(outputDir).parent, ignore_errors=True)
+
+
+def loadSampleCase(outputDir: str | Path, python: str | None = None, seed: int = 0) -> dict:
+    """Build the synthetic demo case of the core in a subprocess and load T1W/T2W/FLAIR.
+
+    Returns ``{"t1": node, "t2": node, "flair": node}``. The core's ``allnet.demo.make_demo_case``
+    writes the case; files are matched by name (t1/t2/flair).
+    """
+    import subprocess
+
+    caseDir = Path(outputDir) / "case"  # the core creates it (atomically); it must not exist yet
+    script = ("import sys; from pathlib import Path; from allnet.demo import make_demo_case; "
+              "make_demo_case(Path(sys.argv[1]), seed=int(sys.argv[2]))")
+    moduleDir = Path(__file__).resolve().parents[1]
+    completed = subprocess.run([python or pythonSlicerExecutable(), "-c", script, str(caseDir), str(seed)],
+                               cwd=str(moduleDir), capture_output=True, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if completed.returncode != 0:
+        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"The sample case could not be built:\n{tail}")
+    files = findCaseFiles(caseDir)
+    return {role: slicer.util.loadVolume(str(path), {"name": f"ALLNet sample {role.upper()}"})
+            for role, path in files.items()}
+
+
+def findCaseFiles(folder: str | Path) -> dict[str, Path]:
+    """T1W/T2W/FLAIR image files under ``folder`` matched by name (case-insensitive)."""
+    from .InputMatching import roleOfName
+
+    found: dict[str, Path] = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
+            role = roleOfName(path.name)
+            if role and role not in found:
+                found[role] = path
+    if "t1" not in found or "flair" not in found:
+        raise RuntimeError(f"{folder}: no T1W and FLAIR image files found in the sample case")
+    return found

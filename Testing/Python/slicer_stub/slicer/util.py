@@ -1,0 +1,388 @@
+"""Stand-in for ``slicer.util`` (real: Base/Python/slicer/util.py). Signatures as in the real
+file; the comment above each function quotes it."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+import types
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import slicer
+
+calls: dict[str, list] = {"errorDisplay": [], "confirmOkCancelDisplay": [], "confirmYesNoDisplay": [],
+                          "restart": [], "setSliceViewerLayers": []}
+answers = {"confirmOkCancelDisplay": True, "confirmYesNoDisplay": False}
+
+
+# -- geometry helpers of the stand-in (not Slicer API) -----------------------------------------
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _sitkToNode(image, node):
+    import SimpleITK as sitk
+
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    ijkToLps = np.eye(4)
+    ijkToLps[:3, :3] = direction @ np.diag(image.GetSpacing())
+    ijkToLps[:3, 3] = image.GetOrigin()
+    node.ijkToRas = _LPS @ ijkToLps  # what vtkITKArchetypeImageSeriesReader does: LPS -> RAS
+    node.array = sitk.GetArrayFromImage(image)
+
+
+def _nodeToSitk(array, ijkToRas):
+    import SimpleITK as sitk
+
+    ijkToLps = _LPS @ ijkToRas
+    spacing = np.linalg.norm(ijkToLps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((ijkToLps[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin(ijkToLps[:3, 3].tolist())
+    return image
+
+
+def _resampleNearest(array, ijkToRas, shape, targetIjkToRas):
+    """``array`` resampled (nearest neighbour) onto the grid (shape, targetIjkToRas)."""
+    if array.shape == tuple(shape) and np.allclose(ijkToRas, targetIjkToRas, atol=1e-6):
+        return array.copy()
+    import SimpleITK as sitk
+
+    reference = _nodeToSitk(np.zeros(shape, dtype=np.uint8), targetIjkToRas)
+    moving = _nodeToSitk(array, ijkToRas)
+    return sitk.GetArrayFromImage(sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+
+
+def _writeVolume(node, fileName, useCompression=True):
+    import SimpleITK as sitk
+
+    sitk.WriteImage(_nodeToSitk(node.array, node.ijkToRas), str(fileName), useCompression)
+
+
+# -- UI -----------------------------------------------------------------------------------------
+def _widgetClass(className):
+    import ctk
+    import qt
+
+    for module in (qt, ctk, slicer):
+        cls = getattr(module, className, None)
+        if isinstance(cls, type) and issubclass(cls, qt.FakeWidget):
+            return cls
+    return qt.FakeWidget
+
+
+def _propertyValue(element):
+    child = list(element)[0]
+    if child.tag == "bool":
+        return child.text == "true"
+    if child.tag in ("double",):
+        return float(child.text)
+    if child.tag == "number":
+        return int(child.text)
+    if child.tag == "stringlist":
+        return [s.text for s in child]
+    return child.text or ""
+
+
+# def loadUI(path):
+def loadUI(path):
+    if not os.path.isfile(path):
+        raise RuntimeError("Could not load UI file: file not found " + str(path) + "\n\n")
+    root = ET.parse(path).getroot()
+
+    def build(element, parent):
+        properties = {p.get("name"): _propertyValue(p) for p in element.findall("property")}
+        widget = _widgetClass(element.get("class"))(element.get("class"), element.get("name"), properties)
+        if parent is not None:
+            parent._children.append(widget)
+        for child in element.iter("widget"):
+            if child is element:
+                continue
+            # direct widget descendants only (through layouts/items)
+            if _nearestWidgetAncestor(child, element) is element:
+                build(child, widget)
+        return widget
+
+    parentOf = {c: p for p in root.iter() for c in p}
+
+    def _nearestWidgetAncestor(element, stop):
+        node = parentOf.get(element)
+        while node is not None and node.tag != "widget":
+            node = parentOf.get(node)
+        return node
+
+    top = build(root.find("widget"), None)
+    byName = {w.objectName: w for w in [top, *top.findChildren()]}
+    top.sceneReceivers = [byName[c.findtext("receiver")] for c in root.iter("connection")
+                          if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"]
+    return top
+
+
+# def childWidgetVariables(widget):
+def childWidgetVariables(widget):
+    ui = types.SimpleNamespace()
+    for child in widget.findChildren():
+        if child.objectName:
+            setattr(ui, child.objectName, child)
+    return ui
+
+
+# -- nodes and files ----------------------------------------------------------------------------
+# def getNodesByClass(className, scene=None):
+def getNodesByClass(className, scene=None):
+    scene = scene or slicer.mrmlScene
+    return [node for node in scene.GetNodes() if node.IsA(className)]
+
+
+# def loadNodeFromFile(filename, filetype=None, properties={}, returnNode=False):
+def loadNodeFromFile(filename, filetype=None, properties={}, returnNode=False):
+    if not os.path.exists(filename):
+        raise RuntimeError(f"Failed to load node from file: {filename}")
+    if filetype == "ColorTableFile":
+        return _loadColorTableCsv(filename)
+    if filetype == "VolumeFile":
+        import SimpleITK as sitk
+
+        className = "vtkMRMLLabelMapVolumeNode" if properties.get("labelmap") else "vtkMRMLScalarVolumeNode"
+        name = properties.get("name") or Path(filename).name.split(".")[0]
+        node = slicer.mrmlScene.AddNewNodeByClass(className, name)
+        node.CreateDefaultDisplayNodes()
+        _sitkToNode(sitk.ReadImage(str(filename)), node)
+        if properties.get("colorNodeID"):
+            node.GetDisplayNode().SetAndObserveColorNodeID(properties["colorNodeID"])
+        return node
+    raise NotImplementedError(f"stand-in: file type {filetype}")
+
+
+def _loadColorTableCsv(filename):
+    """vtkMRMLColorTableStorageNode::ReadCsvFile: LabelValue, Name, Color_R.._A (0-255), terminology."""
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", Path(filename).name.split(".")[0])
+    with open(filename, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if "LabelValue" not in row:
+                raise RuntimeError(f"Failed to read color table file: '{filename}' due to missing 'LabelValue' column.")
+            rgba = [float(row.get(f"Color_{c}") or (255 if c == "A" else 0)) / 255.0 for c in "RGBA"]
+
+            def code(prefix):
+                return "^".join(row.get(f"{prefix}_{part}", "") or "" for part in
+                                ("CodingScheme", "CodeValue", "CodeMeaning"))
+
+            # vtkMRMLColorNode::GetTerminologyAsString: "ctx~cat~type~typeMod~regionCtx~region~regionMod~"
+            terminology = (f"~{code('Category')}~{code('Type')}~{code('TypeModifier')}~"
+                           f"~{code('Region')}~{code('RegionModifier')}~")
+            if not row.get("Category_CodeValue"):
+                terminology = ""
+            node._entries[int(row["LabelValue"])] = {"name": row.get("Name", ""), "rgba": rgba,
+                                                     "terminology": terminology}
+    return node
+
+
+# def loadColorTable(filename, returnNode=False):
+def loadColorTable(filename, returnNode=False):
+    return loadNodeFromFile(filename, "ColorTableFile", {}, returnNode)
+
+
+# def loadVolume(filename, properties={}, returnNode=False):
+def loadVolume(filename, properties={}, returnNode=False):
+    return loadNodeFromFile(filename, "VolumeFile", properties, returnNode)
+
+
+# def loadLabelVolume(filename, properties={}, returnNode=False):
+def loadLabelVolume(filename, properties={}, returnNode=False):
+    properties["labelmap"] = True
+    return loadNodeFromFile(filename, "VolumeFile", properties, returnNode)
+
+
+# def saveNode(node, filename, properties={}):
+def saveNode(node, filename, properties={}):
+    if node.IsA("vtkMRMLSegmentationNode"):
+        import slicerio
+
+        shape, ijkToRas = node.referenceGrid()
+        segmentation = slicerio.create_segmentation(shape[::-1], _LPS @ ijkToRas)
+        seg = node.GetSegmentation()
+        for index in range(seg.GetNumberOfSegments()):
+            segmentId = seg.GetNthSegmentID(index)
+            segment = seg.GetSegment(segmentId)
+            mask = segment.mask if segment.mask is not None else np.zeros(shape, bool)
+            slicerio.add_segment(segmentation, mask.transpose(2, 1, 0), {
+                "id": segmentId, "name": segment.GetName(), "color": list(segment.GetColor())})
+        slicerio.write_segmentation(str(filename), segmentation)
+    else:
+        _writeVolume(node, filename)
+    node._storageNode = slicer.vtkMRMLSegmentationStorageNode()
+    node._storageNode.SetFileName(str(filename))
+    return True
+
+
+# def arrayFromVolume(volumeNode):
+def arrayFromVolume(volumeNode):
+    return volumeNode.array
+
+
+# def arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode=None):
+def arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode=None):
+    if not referenceVolumeNode:
+        referenceVolumeNode = segmentationNode.GetNodeReference(
+            slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
+        if not referenceVolumeNode:
+            raise RuntimeError("No reference volume is found in the input segmentationNode, therefore a valid "
+                               "referenceVolumeNode input is required.")
+    segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
+    shape, ijkToRas = segmentationNode.referenceGrid()
+    mask = segment.mask if segment.mask is not None else np.zeros(shape, bool)
+    return _resampleNearest(mask.astype(np.uint8), ijkToRas, referenceVolumeNode.array.shape,
+                            referenceVolumeNode.ijkToRas)
+
+
+# def updateSegmentBinaryLabelmapFromArray(narray, segmentationNode, segmentId, referenceVolumeNode=None):
+def updateSegmentBinaryLabelmapFromArray(narray, segmentationNode, segmentId, referenceVolumeNode=None):
+    if not referenceVolumeNode:
+        referenceVolumeNode = segmentationNode.GetNodeReference(
+            slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
+    shape, ijkToRas = segmentationNode.referenceGrid()
+    resampled = _resampleNearest(np.asarray(narray).astype(np.uint8), referenceVolumeNode.ijkToRas, shape, ijkToRas)
+    segmentationNode.GetSegmentation().GetSegment(segmentId).mask = resampled > 0
+    segmentationNode.InvokeEvent(slicer.vtkSegmentation.SourceRepresentationModified)
+
+
+# def tempDirectory(key="__SlicerTemp__", tempDir=None, includeDateTime=True):
+def tempDirectory(key="__SlicerTemp__", tempDir=None, includeDateTime=True):
+    return tempfile.mkdtemp(prefix=key + "-", dir=tempDir or slicer.app.temporaryPath)
+
+
+# def setSliceViewerLayers(background="keep-current", foreground="keep-current", label="keep-current",
+#                          foregroundOpacity=None, labelOpacity=None, fit=False, rotateToVolumePlane=False):
+def setSliceViewerLayers(background="keep-current", foreground="keep-current", label="keep-current",
+                         foregroundOpacity=None, labelOpacity=None, fit=False, rotateToVolumePlane=False):
+    calls["setSliceViewerLayers"].append({"background": background, "fit": fit})
+
+
+# -- dialogs ------------------------------------------------------------------------------------
+# def errorDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+def errorDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+    calls["errorDisplay"].append(text)
+
+
+# def confirmOkCancelDisplay(text, windowTitle=None, parent=None, **kwargs):
+def confirmOkCancelDisplay(text, windowTitle=None, parent=None, **kwargs):
+    calls["confirmOkCancelDisplay"].append({"text": text, "windowTitle": windowTitle, **kwargs})
+    return answers["confirmOkCancelDisplay"]
+
+
+# def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs):
+def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs):
+    calls["confirmYesNoDisplay"].append({"text": text, "windowTitle": windowTitle, **kwargs})
+    return answers["confirmYesNoDisplay"]
+
+
+# def restart():
+def restart():
+    calls["restart"].append(True)
+
+
+# def tryWithErrorDisplay(message=None, show=True, waitCursor=False):  (a contextmanager; re-raises)
+@contextlib.contextmanager
+def tryWithErrorDisplay(message=None, show=True, waitCursor=False):
+    try:
+        yield
+    except Exception as e:
+        if show and not slicer.app.testingEnabled():
+            errorDisplay(f"{message}\n\n{e}" if message is not None else str(e))
+        raise
+
+
+# -- processes ----------------------------------------------------------------------------------
+# def launchConsoleProcess(args: list[str], useStartupEnvironment: bool = True,
+#     updateEnvironment: dict[str, str] | None = None, cwd: str | None = None, blocking: bool = True,
+#     logCallback: Callable[[str], None] | None = None,
+#     completedCallback: Callable[[int], None] | None = None) -> Popen[str]:
+def launchConsoleProcess(args: list[str], useStartupEnvironment: bool = True,
+                         updateEnvironment: dict[str, str] | None = None, cwd: str | None = None,
+                         blocking: bool = True, logCallback: Callable[[str], None] | None = None,
+                         completedCallback: Callable[[int], None] | None = None):
+    env = os.environ.copy()  # the stand-in has no separate startup environment
+    if updateEnvironment:
+        env.update(updateEnvironment)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, cwd=cwd)
+    if blocking:
+        return proc
+    _startAsyncProcessHandling(proc, logCallback, completedCallback)
+    return proc
+
+
+# def _startAsyncProcessHandling(proc, logCallback=None, completedCallback=None) -> None:
+def _startAsyncProcessHandling(proc, logCallback=None, completedCallback=None) -> None:
+    import qt
+
+    outputQueue = queue.Queue()
+
+    def readOutputThread():
+        while True:
+            try:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                outputQueue.put(("line", line.rstrip()))
+            except UnicodeDecodeError:
+                pass
+        proc.wait()
+        outputQueue.put(("done", proc.returncode))
+
+    def checkOutput():
+        while True:
+            try:
+                msgType, data = outputQueue.get_nowait()
+                if msgType == "line":
+                    if logCallback:
+                        logCallback(data)
+                    else:
+                        print(data)
+                elif msgType == "done":
+                    if completedCallback:
+                        completedCallback(data)
+                    return
+            except queue.Empty:
+                break
+        qt.QTimer.singleShot(100, checkOutput)
+
+    threading.Thread(target=readOutputThread, daemon=True).start()
+    qt.QTimer.singleShot(0, checkOutput)
+
+
+# -- observation ----------------------------------------------------------------------------------
+# class VTKObservationMixin: addObserver(self, obj, event, method, group="none", priority=0.0),
+# removeObserver(self, obj, event, method), removeObservers(self, method=None)
+class VTKObservationMixin:
+    def __init__(self):
+        self.Observations = []
+
+    def addObserver(self, obj, event, method, group="none", priority=0.0):
+        for o, e, m, g, t, p in self.Observations:
+            if o is obj and e == event and m == method:
+                return
+        tag = obj.AddObserver(event, method, priority)
+        self.Observations.append([obj, event, method, group, tag, priority])
+
+    def removeObserver(self, obj, event, method):
+        for observation in list(self.Observations):
+            o, e, m, g, t, p = observation
+            if o is obj and e == event and m == method:
+                o.RemoveObserver(t)
+                self.Observations.remove(observation)
+
+    def removeObservers(self, method=None):
+        for observation in list(self.Observations):
+            o, e, m, g, t, p = observation
+            if method is None or m == method:
+                o.RemoveObserver(t)
+                self.Observations.remove(observation)

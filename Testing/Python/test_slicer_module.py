@@ -1,0 +1,223 @@
+"""ALLNetSegment.py and its panel against the Slicer stand-in: metadata, widget build with the
+.ui bound to the parameter node, input auto-fill, settings, and a full run through a stand-in
+core process (inputs written, progress, import, table, row jump, edit -> debounced recompute,
+export, cancel)."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from helpers_slicer import resetSlicer, runEventLoopUntil, writeOutputFolder
+
+import qt  # noqa: E402
+import slicer  # noqa: E402
+from ALLNetSegmentLib.InputMatching import assignByName, roleOfName  # noqa: E402
+from ALLNetSegmentLib.Parameter import SegmentationSettings  # noqa: E402
+from ALLNetSegmentLib.SegmentationLogic import SegmentationLogic  # noqa: E402
+
+FAKE_CORE = textwrap.dedent("""
+    # Stand-in for `python -m allnet segment`: one 3x3x3 lesion at the FLAIR centre.
+    import json, sys, time
+    from pathlib import Path
+    import numpy as np, SimpleITK as sitk
+    from allnet import lesions
+    args = sys.argv[1:]
+    out = Path(args[args.index("-o") + 1])
+    Path(sys.argv[0]).with_suffix(".args.json").write_text(json.dumps(args))
+    print('ALLNET-PROGRESS {"stage": "preprocessing", "fraction": 0.2, "message": "reading"}', flush=True)
+    if "--tta" in args:  # used by the cancel test: behave like a long run
+        time.sleep(60)
+    flair = sitk.ReadImage(args[args.index("--flair") + 1])
+    mask = np.zeros(sitk.GetArrayViewFromImage(flair).shape, np.uint8)
+    k, j, i = (s // 2 for s in mask.shape)
+    mask[k-1:k+2, j-1:j+2, i-1:i+2] = 1
+    out.mkdir(parents=True)
+    image = sitk.GetImageFromArray(mask); image.CopyInformation(flair)
+    sitk.WriteImage(image, str(out / "lesion_mask.nii.gz"))
+    prob = sitk.GetImageFromArray(mask.astype(np.float32) * 0.8); prob.CopyInformation(flair)
+    sitk.WriteImage(prob, str(out / "lesion_probability.nii.gz"))
+    labels = lesions.label_lesions(image, 26, 0.0)
+    lesions.write_lesions_csv(lesions.lesion_table(labels, prob, None), out / "lesions.csv")
+    print("ALLNET-RESULT " + json.dumps({"output_dir": str(out), "summary": str(out / "summary.json")}), flush=True)
+""")
+
+
+@pytest.fixture()
+def module():
+    resetSlicer()
+    return importlib.import_module("ALLNetSegment")
+
+
+@pytest.fixture()
+def panel(module, tmp_path, monkeypatch):
+    """The module widget set up, with the core command replaced by FAKE_CORE."""
+    script = tmp_path / "fake_core.py"
+    script.write_text(FAKE_CORE)
+    original = SegmentationLogic.buildCommand
+
+    def buildCommand(inputs, outputDir, settings, python=None):
+        real = original(inputs, outputDir, settings, python=sys.executable)
+        assert real[1:4] == ["-m", "allnet", "segment"]
+        return [sys.executable, str(script), *real[4:]]
+
+    monkeypatch.setattr(SegmentationLogic, "buildCommand", staticmethod(buildCommand))
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: None)
+    # Dependencies are present in the test environment: no dialog, no install.
+    monkeypatch.setattr("ALLNetSegmentLib.InstallLogic.InstallLogic.ensure", lambda self, askConfirmation=True: True)
+    widget = module.ALLNetSegmentWidget(types.SimpleNamespace())
+    widget.setup()
+    widget.scriptPath = script
+    return widget
+
+
+def loadCase(tmp_path):
+    written = writeOutputFolder(tmp_path / "case")
+    flair = sitk.ReadImage(str(tmp_path / "case" / "FLAIR.nii.gz"))
+    for name in ("patient07_T1W", "patient07_T2W"):
+        sitk.WriteImage(flair, str(tmp_path / "case" / f"{name}.nii.gz"))
+    nodes = [slicer.util.loadVolume(str(tmp_path / "case" / f"{n}.nii.gz"), {"name": n})
+             for n in ("patient07_T1W", "patient07_T2W")]
+    nodes.append(slicer.util.loadVolume(str(tmp_path / "case" / "FLAIR.nii.gz"), {"name": "patient07 FLAIR"}))
+    return written, nodes
+
+
+def test_module_metadata_cites_the_method(module):
+    parent = types.SimpleNamespace()
+    module.ALLNetSegment(parent)
+    assert parent.title == "ALLNet Segment" and parent.categories == ["Segmentation"]
+    assert "NeuroImage: Clinical 32:102854" in parent.acknowledgementText
+    assert "ALLNetSegment" in slicer.selfTests
+
+
+def test_names_are_matched_to_inputs():
+    assert roleOfName("T2-FLAIR_axial") == "flair"
+    assert roleOfName("study1_T1W") == "t1" and roleOfName("sub-01_T2w.nii.gz") == "t2"
+    assert roleOfName("MPRAGE") == "t1" and roleOfName("DWI") is None and roleOfName("t1000") is None
+    assert assignByName(["DWI", "T2", "flair", "T1 post"]) == {"t2": 1, "flair": 2, "t1": 3}
+
+
+def test_widget_builds_and_binds_every_ui_parameter(panel):
+    ui = panel.panel.ui
+    p = panel.panel._parameterNode
+    assert ui.applyButton.text == "Segment lesions" and not ui.applyButton.enabled
+    assert ui.deviceComboBox._items == ["auto", "cpu", "cuda"] and ui.ensembleComboBox._items == ["full", "fast"]
+    assert ui.thresholdSliderWidget.value == 0.5 and ui.minLesionSizeSpinBox.value == p.minLesionSizeMm3
+    assert ui.t1Selector.mrmlScene is slicer.mrmlScene  # scene passed on through the .ui connections
+    assert panel.panel.segmentEditorWidget in ui.segmentEditorFrame.layout().widgets
+    ui.ttaCheckBox.checked = True
+    p.guiChanged(ui.ttaCheckBox)
+    assert p.tta is True
+
+
+def test_inputs_are_auto_filled_and_machine_settings_persist(panel, tmp_path):
+    _, (t1, t2, flair) = loadCase(tmp_path)
+    runEventLoopUntil(lambda: panel.panel._parameterNode.flairVolume is not None)
+    p = panel.panel._parameterNode
+    assert (p.t1Volume, p.t2Volume, p.flairVolume) == (t1, t2, flair)
+    assert panel.panel.ui.applyButton.enabled
+    p.device = "cpu"
+    assert qt.QSettings().value("ALLNet/device") == "cpu"
+    slicer.mrmlScene.Clear()
+    panel.panel._parameterNode = None
+    panel.panel.initializeParameterNode()
+    assert panel.panel._parameterNode.device == "cpu"
+
+
+def test_settings_become_core_options():
+    args = SegmentationSettings(threshold=0.4, minLesionSizeMm3=5, tta=True, ensemble="fast", device="cpu",
+                                preprocessed=True, keepProbability=False).cliArgs()
+    assert args == ["--threshold", "0.4", "--min-lesion-mm3", "5", "--connectivity", "26", "--ensemble", "fast",
+                    "--device", "cpu", "--tta", "--preprocessed"]
+    with pytest.raises(ValueError):
+        SegmentationSettings(threshold=1.5)
+
+
+def test_segment_review_edit_and_export(panel, tmp_path):
+    w = panel.panel
+    _, (t1, t2, flair) = loadCase(tmp_path)
+    runEventLoopUntil(lambda: w._parameterNode.flairVolume is not None)
+    w.ui.applyButton.emit("clicked(bool)", False)
+    assert w.ui.applyButton.text == "Cancel"
+    runEventLoopUntil(lambda: w.ui.applyButton.text == "Segment lesions")
+    assert w.ui.statusLabel.text.startswith("Done"), w.ui.statusLabel.text
+    args = json.loads(panel.scriptPath.with_suffix(".args.json").read_text())
+    assert args[args.index("--progress") + 1] == "json" and "--t2" in args
+    assert args[args.index("--t1") + 1].endswith("t1.nrrd")
+
+    segmentationNode = w._parameterNode.outputSegmentation
+    assert segmentationNode.GetNodeReference("referenceImageGeometryRef") is flair
+    assert w.lesionTableNode.GetNumberOfRows() == 1
+    assert w.ui.lesionTableView.tableNode is w.lesionTableNode
+
+    w.ui.lesionTableView.emit("clicked(QModelIndex)", qt.QModelIndex(0, 2))
+    r, a, s = slicer.modules.markups.logic().jumps[-1][:3]
+    k, j, i = (n // 2 for n in flair.array.shape)
+    assert np.allclose((r, a, s), (flair.ijkToRas @ [i, j, k, 1])[:3], atol=0.01)
+
+    # Edit: paint a second lesion; the table follows after the debounce delay.
+    segmentId = segmentationNode.GetSegmentation().GetNthSegmentID(0)
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, flair)
+    mask[2:4, 2:4, 2:4] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, flair)
+    assert w.recomputeTimer.isActive() and w.lesionTableNode.GetNumberOfRows() == 1
+    runEventLoopUntil(lambda: w.lesionTableNode.GetNumberOfRows() == 2, timeout=10)
+
+    w.ui.exportDirectoryButton.directory = str(tmp_path / "export")
+    w.ui.exportButton.emit("clicked(bool)", False)
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["lesion_mask.nii.gz", "lesions.csv", "lesions.seg.nrrd"]
+
+    w.ui.show3DButton.emit("toggled(bool)", True)
+    assert segmentationNode.closedSurface and segmentationNode.GetDisplayNode().visibility3D
+
+
+def test_cancel_button_stops_the_run(panel, tmp_path):
+    w = panel.panel
+    loadCase(tmp_path)
+    runEventLoopUntil(lambda: w._parameterNode.flairVolume is not None)
+    w._parameterNode.tta = True  # the stand-in core then sleeps like a long run
+    w.ui.applyButton.emit("clicked(bool)", False)
+    runEventLoopUntil(lambda: w.ui.progressBar.value == 20)
+    w.ui.applyButton.emit("clicked(bool)", False)  # now "Cancel"
+    runEventLoopUntil(lambda: w.ui.applyButton.text == "Segment lesions", timeout=15)
+    assert w.ui.statusLabel.text == "Cancelled."
+    assert slicer.util.calls["errorDisplay"] == []
+
+
+def test_core_error_reaches_the_user(panel, tmp_path, monkeypatch):
+    w = panel.panel
+    loadCase(tmp_path)
+    runEventLoopUntil(lambda: w._parameterNode.flairVolume is not None)
+    panel.scriptPath.write_text("import sys\nprint('ALLNET-ERROR {\"message\": \"t1.nrrd: image is constant\", \"exit_code\": 2}')\nsys.exit(2)\n")
+    w.ui.applyButton.emit("clicked(bool)", False)
+    runEventLoopUntil(lambda: w.ui.applyButton.text == "Segment lesions")
+    assert slicer.util.calls["errorDisplay"] == ["t1.nrrd: image is constant"]
+
+
+def test_load_sample_builds_the_demo_case_and_fills_the_inputs(panel):
+    pytest.importorskip("allnet.demo", reason="allnet.demo not available")
+    w = panel.panel
+    w.ui.loadSampleButton.emit("clicked(bool)", False)  # runs allnet.demo.make_demo_case in a subprocess
+    p = w._parameterNode
+    assert [n.GetName() for n in (p.t1Volume, p.t2Volume, p.flairVolume)] == [
+        "ALLNet sample T1", "ALLNet sample T2", "ALLNet sample FLAIR"]
+    assert p.flairVolume.array.ndim == 3 and p.flairVolume.array.std() > 0
+    assert w.ui.applyButton.enabled
+
+
+def test_cmake_lists_every_module_file():
+    from helpers_slicer import MODULE_DIR
+
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    for path in sorted((MODULE_DIR / "ALLNetSegmentLib").glob("*.py")):
+        assert f"${{MODULE_NAME}}Lib/{path.name}" in cmake, path.name
+    for path in sorted((MODULE_DIR / "Resources").rglob("*")):
+        if path.is_file():
+            relative = path.relative_to(MODULE_DIR).as_posix().replace("ALLNetSegment.", "${MODULE_NAME}.")
+            assert relative in cmake, relative
