@@ -42,6 +42,9 @@ INTENSITY_SCALE = 1000.0  # stored as int16, T1W white matter ~800, like scanner
 # (number, semi-axis range mm, zone) of the demo's lesions: volumes span ~5 to ~4000 mm3.
 LESION_GROUPS = ((2, (7.0, 12.0), "periventricular"), (6, (2.5, 6.0), "periventricular"),
                  (7, (1.8, 5.0), "deep"), (2, (1.0, 1.6), "deep"))
+# Lesion contrast (see synthesis.LESION_CONTRAST): the upper part of the range seen in real
+# scans, so every demo lesion is visible to the eye.
+DEMO_CONTRAST = {"flair": (0.45, 0.9), "t2": (0.35, 0.8), "t1": (-0.45, -0.05)}
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def make_demo_case(out_dir: str | Path, seed: int = 0) -> DemoCase:
     timings["contrasts"] = time.perf_counter() - start
     start = time.perf_counter()
     lesions = demo_lesions(wm, csf, brain, rng)
-    images, lesions = insert_lesions(images, lesions, wm, rng, brain_mask=brain)
+    images, lesions = insert_lesions(images, lesions, wm, rng, contrast=DEMO_CONTRAST,
+                                     brain_mask=brain)
     labels, _ = ndimage.label(lesions, structure=np.ones((3, 3, 3)))
     painted_volumes = tuple(float(v) for v in np.bincount(labels.ravel())[1:])
     timings["lesions"] = time.perf_counter() - start

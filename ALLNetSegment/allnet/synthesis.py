@@ -16,6 +16,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .lesion_shapes import (CONN26, LesionShapeBank, ellipsoid_lesions, sample_lesion_shapes,
+                            wm_fraction)
+
+# The lesion-shape generators are part of this module's API (defined in lesion_shapes.py).
+__all__ = ["MODALITIES", "TISSUE_INTENSITY", "LESION_CONTRAST", "synthesize_contrasts",
+           "insert_lesions", "bias_field", "add_rician_noise", "smooth_random_field",
+           "ellipsoid_lesions", "sample_lesion_shapes", "LesionShapeBank"]
+
 MODALITIES: tuple[str, ...] = ("t1", "t2", "flair")
 
 # Relative intensity of each tissue per modality (CSF, GM, WM).
@@ -38,12 +46,13 @@ SHELL_INTENSITY: dict[str, dict[str, float]] = {
 }
 # Lesion minus WM intensity, as a fraction of the image's brain intensity span (5th to 95th
 # percentile inside the brain), drawn per lesion in these ranges. Works at any intensity scale.
+# The ranges match the lesions of the Lesjak et al. 2018 MNI cases (FLAIR median ~0.35,
+# T2W ~0.35, T1W ~-0.15 of the span).
 LESION_CONTRAST: dict[str, tuple[float, float]] = {
     "t1": (-0.45, 0.0),
-    "t2": (0.35, 0.80),
-    "flair": (0.45, 1.00),
+    "t2": (0.15, 0.65),
+    "flair": (0.20, 0.60),
 }
-_CONN26 = np.ones((3, 3, 3), dtype=bool)
 
 
 def _resample_to(coarse: sitk.Image, shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
@@ -185,25 +194,26 @@ def synthesize_contrasts(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, brain_
     return images
 
 
-def _wm_fraction(wm: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(wm, dtype=np.float32), 0.0, 1.0)
-
-
-def _brain_span(image: np.ndarray, wm_core: np.ndarray,
-                brain_mask: np.ndarray | None) -> tuple[float, float]:
-    """(median WM intensity, 5th-95th percentile span of brain intensities) of one image."""
+def _support(image: np.ndarray, brain_mask: np.ndarray | None) -> np.ndarray:
     if brain_mask is not None:
-        support = brain_mask > 0
-    else:
-        support = image != 0
-        if support.mean() > 0.95:
-            raise ValueError("the image has no zero background; pass brain_mask to insert_lesions")
-    values = image[support]
-    low, high = np.percentile(values, [5.0, 95.0])
-    wm_values = image[wm_core & support]
-    if wm_values.size == 0:
-        raise ValueError("no white matter (wm >= 0.9) inside the brain: cannot derive lesion contrast")
-    return float(np.median(wm_values)), float(high - low)
+        return np.asarray(brain_mask) > 0
+    support = image != 0
+    if support.mean() > 0.95:
+        raise ValueError("the image has no zero background; pass brain_mask to insert_lesions")
+    return support
+
+
+def _lesion_targets(image: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+                    offsets: np.ndarray, pad: int) -> np.ndarray:
+    """Per-lesion target intensity: median of the WM around the lesion (box grown by ``pad``
+    voxels; whole-image WM if too few voxels there), plus the lesion's offset."""
+    global_wm = float(np.median(image[reference]))
+    targets = np.empty(len(offsets), np.float64)
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        grown = tuple(slice(max(0, b.start - pad), b.stop + pad) for b in box)
+        local = image[grown][reference[grown]]
+        targets[index] = (float(np.median(local)) if local.size >= 50 else global_wm) + offsets[index]
+    return targets
 
 
 def insert_lesions(images: dict[str, np.ndarray], lesion_mask: np.ndarray, wm: np.ndarray,
@@ -213,13 +223,16 @@ def insert_lesions(images: dict[str, np.ndarray], lesion_mask: np.ndarray, wm: n
                    border_mm: float = 0.7) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Paint the lesions of ``lesion_mask`` into ``images`` (keys 't1', 't2', 'flair'; KJI).
 
-    Per 26-connected lesion a severity is drawn, and per modality the lesion intensity is WM
-    median + c * span (``contrast[modality]`` = range of c, default ``LESION_CONTRAST``; span =
-    5th-95th percentile of brain intensities), so it fits any intensity scale (raw or
-    normalised). The change is weighted by a "lesion load" map (the mask with a Gaussian
-    border of ``border_mm``) times the WM fraction ``wm`` (in [0, 1] or boolean): nothing
-    changes where there is no white matter. ``brain_mask`` defaults to the image's non-zero
-    voxels (preprocessed images are zero outside the brain).
+    Per 26-connected lesion a severity is drawn; per modality the lesion intensity is the
+    median of the surrounding WM (wm >= 0.9 within ~10 mm, so local bias is followed) plus
+    c * span, with c in ``contrast[modality]`` (default ``LESION_CONTRAST``) and span the 5th
+    to 95th percentile of brain intensities: it fits any intensity scale (raw or normalised).
+    Voxels are mixed towards that intensity, keeping their fine texture and noise, with the
+    weight of a "lesion load" map (the mask with a Gaussian border of ``border_mm``) times
+    the WM fraction ``wm`` (in [0, 1] or boolean): nothing changes where there is no WM or
+    outside the brain. ``brain_mask`` defaults to the voxels that are non-zero in every image
+    (preprocessed images are zero outside the brain). Pass the case's own WM map where
+    there is one: a template prior puts lesions into the cortex of brains unlike it.
 
     Returns new images (inputs untouched) and the lesion mask (uint8): lesion voxels with WM
     fraction >= 0.5, united with ``base_mask`` (e.g. the image's existing lesions).
@@ -229,8 +242,10 @@ def insert_lesions(images: dict[str, np.ndarray], lesion_mask: np.ndarray, wm: n
     if unknown:
         raise ValueError(f"no lesion contrast for modalities {sorted(unknown)}")
     lesion = np.asarray(lesion_mask) > 0
-    wm_frac = _wm_fraction(wm)
-    labels, n_lesions = ndimage.label(lesion, structure=_CONN26)
+    support = np.logical_and.reduce([_support(image, brain_mask) for image in images.values()])
+    # Lesions only where there is white matter inside the brain of every image.
+    wm_frac = wm_fraction(wm) * support
+    labels, n_lesions = ndimage.label(lesion, structure=CONN26)
     out = {name: np.array(image, dtype=np.float32, copy=True) for name, image in images.items()}
     mask = lesion & (wm_frac >= 0.5)
     if base_mask is not None:
@@ -245,196 +260,29 @@ def insert_lesions(images: dict[str, np.ndarray], lesion_mask: np.ndarray, wm: n
     box = tuple(slice(max(0, s.start - pad), s.stop + pad)
                 for s in ndimage.find_objects(lesion.astype(np.uint8))[0])
     sigma = [border_mm / s for s in spacing]
-    crop_lesion = lesion[box].astype(np.float32)
-    load = np.maximum(crop_lesion, ndimage.gaussian_filter(crop_lesion, sigma)) * wm_frac[box]
-    blurred = np.maximum(ndimage.gaussian_filter(crop_lesion, sigma), 1e-6)
-    wm_core = wm_frac >= 0.9
+    crop_labels = labels[box]
+    inside = crop_labels > 0
+    crop_lesion = inside.astype(np.float32)
+    blurred = ndimage.gaussian_filter(crop_lesion, sigma)
+    load = np.maximum(crop_lesion, blurred) * wm_frac[box]
+    blurred = np.maximum(blurred, 1e-6)
+    reference = (wm_frac >= 0.9) & ~lesion
+    if base_mask is not None:
+        reference &= np.asarray(base_mask) == 0
+    if not reference.any():
+        raise ValueError("no white matter (wm >= 0.9) inside the brain: cannot derive lesion contrast")
+    context = int(np.ceil(10.0 / min(spacing)))
     for name, image in out.items():
-        wm_median, span = _brain_span(images[name], wm_core, brain_mask)
-        low, high = contrast[name]
-        delta = (low + (high - low) * jitter[name]) * span
+        low, high = np.percentile(images[name][support], [5.0, 95.0])
+        c_low, c_high = contrast[name]
+        offsets = (c_low + (c_high - c_low) * jitter[name]) * float(high - low)
+        targets = _lesion_targets(images[name], labels, reference, offsets, context)
         per_voxel = np.zeros_like(crop_lesion)
-        inside = labels[box] > 0
-        per_voxel[inside] = delta[labels[box][inside] - 1]
-        # Spread each lesion's value into its soft border (normalised convolution).
-        spread = ndimage.gaussian_filter(per_voxel, sigma) / blurred
-        spread[inside] = per_voxel[inside]
-        image[box] += (load * spread).astype(np.float32)
+        per_voxel[inside] = targets[crop_labels[inside] - 1]
+        # Spread each lesion's target into its soft border (normalised convolution).
+        target = ndimage.gaussian_filter(per_voxel, sigma) / blurred
+        target[inside] = per_voxel[inside]
+        # Mix the local mean towards the target; the residual keeps texture and noise.
+        local_mean = ndimage.gaussian_filter(image[box], [1.0 / s for s in spacing])
+        image[box] += (load * (target - local_mean)).astype(np.float32)
     return out, mask.astype(np.uint8)
-
-
-def _rotation(rng: np.random.Generator) -> np.ndarray:
-    """Uniformly random 3x3 rotation matrix (QR of a Gaussian matrix, sign-fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
-def _free(occupied: np.ndarray, shape_mask: np.ndarray, corner: Sequence[int]) -> bool:
-    """True when ``shape_mask`` at ``corner`` neither overlaps nor touches ``occupied``."""
-    lo = [max(0, c - 1) for c in corner]
-    hi = [min(n, c + s + 1) for c, s, n in zip(corner, shape_mask.shape, occupied.shape)]
-    region = occupied[tuple(slice(a, b) for a, b in zip(lo, hi))]
-    if not region.any():
-        return True
-    grown = ndimage.binary_dilation(np.pad(shape_mask, 1), structure=_CONN26)
-    offset = [a - (c - 1) for a, c in zip(lo, corner)]
-    grown = grown[tuple(slice(o, o + r) for o, r in zip(offset, region.shape))]
-    return not (grown & region).any()
-
-
-def _candidates(wm: np.ndarray, where: np.ndarray | None) -> np.ndarray:
-    ok = _wm_fraction(wm) >= 0.5
-    if where is not None:
-        ok &= np.asarray(where) > 0
-    flat = np.flatnonzero(ok)
-    if flat.size == 0:
-        raise ValueError("no white-matter voxel (wm >= 0.5) is available for lesion centres")
-    return flat
-
-
-def ellipsoid_lesions(shape: Sequence[int], wm: np.ndarray, n: int, rng: np.random.Generator,
-                      radius_mm: tuple[float, float] = (1.5, 6.0), *,
-                      spacing: Sequence[float] = (1.0, 1.0, 1.0), where: np.ndarray | None = None,
-                      existing: np.ndarray | None = None, min_kept: float = 0.5,
-                      max_tries: int = 200) -> np.ndarray:
-    """Mask (uint8, KJI) of ``n`` randomly oriented ellipsoidal lesions in white matter.
-
-    Semi-axes are drawn uniformly from ``radius_mm``; centres from WM voxels (wm >= 0.5, and
-    ``where`` if given); each ellipsoid is clipped to WM (keeping the part connected to its
-    centre; an ellipsoid that keeps less than ``min_kept`` of its volume is redrawn).
-    Lesions neither overlap nor touch each other or ``existing``, so the mask has
-    ``n`` 26-connected components unless the space ran out (then fewer).
-    """
-    shape = tuple(int(s) for s in shape)
-    if tuple(np.shape(wm)) != shape:
-        raise ValueError(f"wm shape {np.shape(wm)} differs from {shape}")
-    spacing_arr = np.asarray(spacing, dtype=float)
-    wm_ok = _wm_fraction(wm) >= 0.5
-    occupied = np.zeros(shape, bool) if existing is None else np.asarray(existing) > 0
-    occupied = occupied.copy()
-    result = np.zeros(shape, np.uint8)
-    flat = _candidates(wm, where)
-    placed = 0
-    for _ in range(max_tries * max(n, 1)):
-        if placed >= n:
-            break
-        centre = np.array(np.unravel_index(flat[rng.integers(flat.size)], shape))
-        axes = rng.uniform(radius_mm[0], radius_mm[1], 3)
-        half = np.ceil(axes.max() / spacing_arr).astype(int) + 1
-        lo, hi = centre - half, centre + half + 1
-        if (lo < 0).any() or (hi > np.array(shape)).any():
-            continue
-        grid = np.stack(np.meshgrid(*(np.arange(-h, h + 1) * s for h, s in zip(half, spacing_arr)),
-                                    indexing="ij"), axis=-1)
-        local = grid @ _rotation(rng)  # voxel offsets (mm) in the ellipsoid's own axes
-        body = ((local / axes) ** 2).sum(-1) <= 1.0
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        body &= wm_ok[box]
-        comp, _ = ndimage.label(body, structure=_CONN26)
-        centre_label = comp[tuple(half)]
-        if centre_label == 0:
-            continue
-        body = comp == centre_label
-        if body.sum() * spacing_arr.prod() < min_kept * 4.0 / 3.0 * np.pi * axes.prod():
-            continue
-        if not _free(occupied, body, lo):
-            continue
-        result[box][body] = 1
-        occupied[box] |= body
-        placed += 1
-    return result
-
-
-class LesionShapeBank:
-    """The 26-connected lesion components of a set of lesion masks, as cropped boolean shapes.
-
-    Build it once (labelling 29 MNI masks takes a few seconds) and call :meth:`place` per
-    training sample. ``spacing`` is the masks' voxel size in mm (KJI order); components
-    smaller than ``min_volume_mm3`` are left out.
-    """
-
-    def __init__(self, masks: Sequence[np.ndarray], *, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                 min_volume_mm3: float = 10.0) -> None:
-        self.spacing = tuple(float(s) for s in spacing)
-        voxel_mm3 = float(np.prod(self.spacing))
-        self.shapes: list[np.ndarray] = []
-        for mask in masks:
-            labels, _ = ndimage.label(np.asarray(mask) > 0, structure=_CONN26)
-            for index, box in enumerate(ndimage.find_objects(labels), start=1):
-                if box is None:
-                    continue
-                shape = labels[box] == index
-                if shape.sum() * voxel_mm3 >= min_volume_mm3:
-                    self.shapes.append(shape)
-
-    def __len__(self) -> int:
-        return len(self.shapes)
-
-    def _variant(self, shape: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Random mirror along each axis and a random 90-degree turn in an isotropic plane."""
-        for axis in range(3):
-            if rng.random() < 0.5:
-                shape = np.flip(shape, axis)
-        planes = [(a, b) for a, b in ((0, 1), (0, 2), (1, 2))
-                  if abs(self.spacing[a] - self.spacing[b]) < 1e-6]
-        if planes:
-            plane = planes[rng.integers(len(planes))]
-            shape = np.rot90(shape, k=int(rng.integers(4)), axes=plane)
-        return np.ascontiguousarray(shape)
-
-    def place(self, wm: np.ndarray, n: int, rng: np.random.Generator, *,
-              existing: np.ndarray | None = None, where: np.ndarray | None = None,
-              min_wm_fraction: float = 0.5, max_tries: int = 100) -> np.ndarray:
-        """Mask (uint8, KJI, grid of ``wm``) of ``n`` bank lesions at random WM locations.
-
-        Each shape (randomly mirrored/turned) is centred on a WM voxel (wm >= 0.5, and
-        ``where`` if given), must have at least ``min_wm_fraction`` of its voxels in WM, and
-        must neither overlap nor touch ``existing`` or the lesions placed before it.
-        Returns only the new lesions (fewer than ``n`` if no free place was found).
-        """
-        if not self.shapes:
-            raise ValueError("the lesion shape bank is empty")
-        grid_shape = np.array(np.shape(wm))
-        wm_ok = _wm_fraction(wm) >= 0.5
-        occupied = (np.zeros(wm_ok.shape, bool) if existing is None
-                    else np.asarray(existing) > 0).copy()
-        result = np.zeros(wm_ok.shape, np.uint8)
-        flat = _candidates(wm, where)
-        placed = 0
-        for _ in range(max_tries * max(n, 1)):
-            if placed >= n:
-                break
-            shape = self._variant(self.shapes[rng.integers(len(self.shapes))], rng)
-            centre = np.array(np.unravel_index(flat[rng.integers(flat.size)], wm_ok.shape))
-            com = np.round(ndimage.center_of_mass(shape)).astype(int)
-            lo = centre - com
-            hi = lo + np.array(shape.shape)
-            if (lo < 0).any() or (hi > grid_shape).any():
-                continue
-            box = tuple(slice(a, b) for a, b in zip(lo, hi))
-            if (wm_ok[box] & shape).sum() < min_wm_fraction * shape.sum():
-                continue
-            if not _free(occupied, shape, lo):
-                continue
-            result[box][shape] = 1
-            occupied[box] |= shape
-            placed += 1
-        return result
-
-
-def sample_lesion_shapes(masks: Sequence[np.ndarray] | LesionShapeBank, wm: np.ndarray, n: int,
-                         rng: np.random.Generator, *, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                         existing: np.ndarray | None = None,
-                         where: np.ndarray | None = None) -> np.ndarray:
-    """Place ``n`` real lesion shapes, drawn from the 26-connected components of ``masks``
-    (lesion masks on the grid of ``wm``, voxel size ``spacing`` mm), at random WM locations.
-
-    Shapes are optionally mirrored and turned by 90 degrees and avoid ``existing`` lesions.
-    Returns the mask of the new lesions only (uint8, KJI). Pass a :class:`LesionShapeBank`
-    instead of ``masks`` to label the masks once for many calls.
-    """
-    bank = masks if isinstance(masks, LesionShapeBank) else LesionShapeBank(masks, spacing=spacing)
-    return bank.place(wm, n, rng, existing=existing, where=where)
