@@ -1,0 +1,67 @@
+"""Model-card figures: example training crops with synthetic lesions outlined."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from allnet.synthesis import LesionShapeBank
+
+from .cache import MODALITIES, CachedCase
+from .synthetic import SyntheticConfig, insert_synthetic
+
+NAMES = {"flair": "FLAIR", "t1": "T1W", "t2": "T2W"}
+
+
+def synthetic_example(case: CachedCase, bank: LesionShapeBank, path: str | Path, seed: int,
+                      slab: int = 40) -> int:
+    """Insert 3-5 bank lesions into an axial slab of ``case`` and save one PNG: each present
+    modality before, after, and after with new lesions outlined in red, real ones in yellow.
+    Returns the number of lesions inserted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    k_brain = np.flatnonzero(case.brain.any(axis=(1, 2)))
+    k0 = int(np.clip(k_brain[len(k_brain) // 2] - slab // 2 + 10, 0, case.brain.shape[0] - slab))
+    box = (slice(k0, k0 + slab), slice(None), slice(None))
+    before = {m: case.images[MODALITIES.index(m)][box].astype(np.float32) for m in case.present}
+    mask = case.mask[box]
+    after, labels, n = insert_synthetic(before, mask, case.tissue[box], case.brain[box], bank, rng,
+                                        SyntheticConfig(p=1.0, n_min=3, n_max=5))
+    new = (labels > 0) & ~(mask > 0)
+    k = int(np.argmax(new.sum(axis=(1, 2)))) if new.any() else slab // 2
+    mods = [m for m in MODALITIES if m in case.present]
+    brain_k = case.brain[box][k] > 0
+    fig, axes = plt.subplots(3, len(mods), figsize=(3.0 * len(mods), 9.3))
+    rows = (("original", before, False), ("synthetic lesions", after, False),
+            ("outlined", after, True))
+    for col, m in enumerate(mods):
+        lo, hi = np.percentile(before[m][k][brain_k], [1, 99.5]) if brain_k.any() else (0, 1)
+        for row, (title, images, outline) in enumerate(rows):
+            ax = axes[row, col]
+            # background at the window's low end (normalised images are 0 outside the brain)
+            sl = np.where(brain_k, images[m][k], lo)
+            # KJI slice: flip J so anterior is up; I already runs from the patient's right (LAS),
+            # so the patient's right is on the image's left (radiological convention)
+            ax.imshow(sl[::-1], cmap="gray", vmin=lo, vmax=hi)
+            if outline:
+                ax.contour(new[k][::-1], levels=[0.5], colors="red", linewidths=0.7)
+                ax.contour((mask[k] > 0)[::-1], levels=[0.5], colors="yellow", linewidths=0.5)
+            ax.set_title(f"{NAMES[m]} - {title}", fontsize=9)
+            ax.axis("off")
+    fig.suptitle(f"{case.case_id}, axial slice k={k0 + k}: {n} inserted (red), real lesions (yellow)",
+                 fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return n
