@@ -1,0 +1,33 @@
+"""Training cache on a real development case (preprocessing + anatomy of the core)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from allnet_training.cache import cache_path, load_cached, prepare_cases
+from allnet_training.data import dev_cases
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_prepare_and_reload_a_real_case(shared_data, tmp_path):
+    case = [c for c in dev_cases(shared_data) if c.case_id == "P14_T1"][0]  # the case without T2W
+    paths = prepare_cases([case], tmp_path, log=lambda *_: None)
+    assert paths == [cache_path(case, tmp_path)] and paths[0].is_file()
+    cached = load_cached(paths[0])
+    assert cached.case_id == "P14_T1" and cached.subject_id == "P14"
+    assert cached.present == ("flair", "t1")
+    assert cached.images.shape == (3, 182, 218, 182) and cached.images.dtype == np.float16
+    assert not cached.images[2].any()  # no T2W: zero channel
+    assert cached.anatomy.shape == (6, 182, 218, 182)
+    brain = cached.brain > 0
+    assert 800_000 < brain.sum() < 2_500_000  # 0.8-2.5 L of brain at 1 mm
+    assert (cached.mask > 0).sum() == 24799 and not (cached.mask.astype(bool) & ~brain).any()
+    assert set(np.unique(cached.tissue)) <= {0, 1, 2, 3}
+    # lesions are FLAIR-hyperintense after normalisation
+    flair = cached.images[0].astype(np.float32)
+    assert np.median(flair[cached.mask > 0]) > np.median(flair[brain]) + 1.0
+    # a second call reuses the entry
+    mtime = paths[0].stat().st_mtime_ns
+    assert prepare_cases([case], tmp_path, log=lambda *_: None) == paths
+    assert paths[0].stat().st_mtime_ns == mtime
