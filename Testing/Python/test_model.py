@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -207,11 +208,14 @@ def test_truncated_garbage_and_missing_files(tmp_path):
     data = good.read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(2000))
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    for path in (truncated, garbage, empty, tmp_path / "absent.pt"):
+    rng = random.Random(0)
+    garbage = []
+    for index in range(60):  # random bytes break the unpickler in many different ways
+        garbage.append(tmp_path / f"garbage{index}.pt")
+        garbage[-1].write_bytes(rng.randbytes(rng.randint(1, 3000)))
+    for path in (truncated, empty, tmp_path / "absent.pt", *garbage):
         with pytest.raises(ModelError, match=path.name):
             load_model_file(path)
 
