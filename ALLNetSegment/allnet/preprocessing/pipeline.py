@@ -1,0 +1,179 @@
+"""``preprocess``: native (or already-MNI) T1W/FLAIR[/T2W] -> normalised working-grid arrays.
+
+Native mode, in order:
+1. brain extraction of the T1W (deepbet, T1W grid); brain volume checked (700-2200 mL);
+2. T1W -> FLAIR and T2W -> FLAIR rigid registration of the whole-head images;
+3. N4 bias correction of every modality inside its brain mask (T1W mask mapped rigidly);
+4. affine registration of the T1W brain to the MNI template (T1 contrast), checked by
+   volume scaling and Dice with the template brain mask;
+5. every modality resampled ONCE from its native grid to the working grid through the
+   composed transform (working -> T1W, working -> FLAIR, working -> FLAIR -> T2W), brain
+   mask likewise; robust z-score inside the brain (``intensity.normalise``).
+
+Already-in-MNI mode: the inputs are skull-stripped, co-registered and on the MNI grid;
+they are resampled by identity if their grid differs, the brain mask is FLAIR > 0 with
+holes filled, and ``working_to_native`` is the identity.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import InputError
+from ..grid import WORKING_SPACING, is_on_working_grid, working_reference
+from ..progress import Progress
+from ..templates import load_template
+from ..validation import check_brain_volume
+from . import registration
+from .bias import correct_bias
+from .brain import extract_brain, mask_volume_ml
+from .intensity import normalise
+
+# Overall-progress fractions (within ``fraction_span``) at which each step starts, keyed by
+# the timing key (the stage name, or the step inside a stage).
+_STEP_STARTS = {"brain extraction": 0.0, "registration to FLAIR": 0.35,
+                "bias correction": 0.5, "registration to MNI": 0.7, "resampling": 0.9}
+
+
+@dataclass
+class PreprocessedCase:
+    """Preprocessed inputs on the working grid (see docs/ARCHITECTURE.md)."""
+
+    images: dict[str, np.ndarray]      # 'flair', 't1'[, 't2']: float32 KJI, normalised
+    brain_mask: np.ndarray             # uint8 KJI working grid
+    flair_native: sitk.Image           # the input FLAIR as read (output reference geometry)
+    working_to_native: sitk.Transform  # working-grid (MNI) LPS points -> FLAIR LPS points
+    modalities_present: list[str]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    qc: dict[str, float] = field(default_factory=dict)
+
+
+class _Stages:
+    """Stage bookkeeping: forwards to a Progress (scaled into ``span``) and times stages."""
+
+    def __init__(self, progress: Progress | None, span: tuple[float, float]) -> None:
+        self.progress, self.span = progress, span
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, message: str, key: str | None = None) -> Iterator[None]:
+        key = key or name
+        lo, hi = self.span
+        if self.progress is not None:
+            self.progress.stage(name, lo + (hi - lo) * _STEP_STARTS[key], message)
+        start = time.perf_counter()
+        yield
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
+
+
+def _to_working(image: sitk.Image, working_to_image: sitk.Transform) -> np.ndarray:
+    """Linear resampling onto the working grid; NaN outside the image's field of view."""
+    out = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), working_reference(),
+                        working_to_image, sitk.sitkLinear, float("nan"), sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def _mask_to_working(mask: sitk.Image, working_to_image: sitk.Transform) -> np.ndarray:
+    out = sitk.Resample(sitk.Cast(mask, sitk.sitkFloat32), working_reference(),
+                        working_to_image, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return (sitk.GetArrayViewFromImage(out) >= 0.5).astype(np.uint8)
+
+
+def _normalise_all(arrays: dict[str, np.ndarray], brain: np.ndarray) -> dict[str, np.ndarray]:
+    """Normalise each modality inside brain and its own field of view (zero elsewhere)."""
+    return {name: normalise(np.nan_to_num(a, nan=0.0), brain & np.isfinite(a))
+            for name, a in arrays.items()}
+
+
+def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, *,
+               already_in_mni: bool = False, paths: dict[str, str] | None = None,
+               progress: Progress | None = None, device: str = "cpu",
+               fraction_span: tuple[float, float] = (0.0, 1.0)) -> PreprocessedCase:
+    """Preprocess one case (see the module docstring for the steps).
+
+    Inputs: images as returned by ``allnet.io.read_image`` (LPS geometry). ``paths`` maps
+    't1'/'flair'/'t2' to file names for error messages. ``device`` is used by brain
+    extraction ('cpu', 'cuda', 'auto'). Progress is reported as stages 'brain extraction',
+    'registration', 'bias correction', 'resampling' at overall fractions inside
+    ``fraction_span``. Raises InputError (T1W not a brain), RegistrationError (implausible
+    registration) and CancelledError (progress sink said stop).
+    """
+    paths = paths or {}
+    stages = _Stages(progress, fraction_span)
+    if already_in_mni:
+        return _preprocess_mni(t1, flair, t2, stages)
+    natives = {"t1": t1, "flair": flair} | ({"t2": t2} if t2 is not None else {})
+    qc: dict[str, float] = {}
+
+    with stages.stage("brain extraction", "T1W brain extraction (deepbet)"):
+        t1_mask = extract_brain(t1, device=device)
+        qc["brain_volume_ml"] = mask_volume_ml(t1_mask)
+        check_brain_volume(paths.get("t1", "T1W"), qc["brain_volume_ml"])
+
+    flair_to: dict[str, sitk.Transform] = {"flair": sitk.Euler3DTransform()}
+    with stages.stage("registration", "T1W/T2W -> FLAIR (rigid)", "registration to FLAIR"):
+        flair_to["t1"] = registration.register_to_flair(flair, t1, moving_brain_mask=t1_mask)
+        if t2 is not None:
+            flair_to["t2"] = registration.register_to_flair(flair, t2, moving_name="T2W")
+    masks = {"t1": t1_mask}
+    for name in natives.keys() - {"t1"}:  # native -> T1W: inverse(flair->t1) after name->flair
+        name_to_t1 = registration.compose(flair_to["t1"], registration.invert(flair_to[name]))
+        masks[name] = sitk.Resample(t1_mask, natives[name], name_to_t1,
+                                    sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+    corrected: dict[str, sitk.Image] = {}
+    with stages.stage("bias correction", "N4 bias-field correction"):
+        for name, image in natives.items():
+            corrected[name] = correct_bias(image, masks[name])
+
+    with stages.stage("registration", "T1W brain -> MNI template (affine)",
+                      "registration to MNI"):
+        template = load_template()
+        brain = corrected["t1"] * sitk.Cast(t1_mask, sitk.sitkFloat32)
+        working_to_t1 = registration.register_to_template(brain, template.t1,
+                                                          template.brain_mask)
+
+    with stages.stage("resampling", "resampling to the working grid"):
+        working_to = {"t1": working_to_t1,
+                      "flair": registration.compose(registration.invert(flair_to["t1"]),
+                                                    working_to_t1)}
+        if t2 is not None:
+            working_to["t2"] = registration.compose(flair_to["t2"], working_to["flair"])
+        brain_mask = _mask_to_working(t1_mask, working_to_t1)
+        qc.update(registration.check_template_fit(
+            working_to_t1, brain_mask, sitk.GetArrayViewFromImage(template.brain_mask)))
+        arrays = {name: _to_working(corrected[name], working_to[name]) for name in natives}
+        images = _normalise_all(arrays, brain_mask.astype(bool))
+    return PreprocessedCase(images=images, brain_mask=brain_mask, flair_native=flair,
+                            working_to_native=working_to["flair"],
+                            modalities_present=list(natives), timings=stages.timings, qc=qc)
+
+
+def _preprocess_mni(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None,
+                    stages: _Stages) -> PreprocessedCase:
+    natives = {"t1": t1, "flair": flair} | ({"t2": t2} if t2 is not None else {})
+    with stages.stage("resampling", "inputs already on the MNI grid"):
+        arrays = {}
+        for name, image in natives.items():
+            if is_on_working_grid(image):
+                arrays[name] = sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32))
+            else:
+                arrays[name] = _to_working(image, sitk.Transform())
+        # FLAIR > 0: the other modalities of such data sets sometimes keep neck or skull.
+        foreground = np.nan_to_num(arrays["flair"], nan=0.0) > 0
+        if not foreground.any():
+            raise InputError(None, "the FLAIR is empty on the MNI working grid; is it really "
+                                   "in MNI space?")
+        brain = ndimage.binary_fill_holes(foreground)
+        images = _normalise_all(arrays, brain)
+    volume_ml = float(brain.sum()) * float(np.prod(WORKING_SPACING)) / 1000.0
+    return PreprocessedCase(images=images, brain_mask=brain.astype(np.uint8),
+                            flair_native=flair, working_to_native=sitk.Euler3DTransform(),
+                            modalities_present=list(natives), timings=stages.timings,
+                            qc={"brain_volume_ml": volume_ml})
