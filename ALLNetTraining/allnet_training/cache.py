@@ -60,8 +60,7 @@ class CachedCase:
 def preprocessing_version() -> str:
     """Short hash of the core code that produces cached tensors (changes invalidate)."""
     root = Path(allnet.__file__).resolve().parent
-    digest = hashlib.sha1(f"format={CACHE_FORMAT};allnet={getattr(allnet, '__version__', '')};"
-                          f"{core_preprocess()[1]}".encode())
+    digest = hashlib.sha1(f"format={CACHE_FORMAT};allnet={getattr(allnet, '__version__', '')}".encode())
     for name in _CORE_MODULES:
         path = root / name
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
@@ -91,46 +90,11 @@ def _read(path: Path, role: str) -> sitk.Image:
     return read_image(path, role)
 
 
-@dataclass
-class _StandInCase:
-    images: dict[str, np.ndarray]
-    brain_mask: np.ndarray
-
-
-def _stand_in_preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None,
-                         **_: object) -> _StandInCase:
-    """Used only while ``allnet.preprocessing.pipeline`` is not importable: already-in-MNI
-    inputs, brain mask from the core's deepbet extraction of T1W, robust z-score per
-    modality inside the brain ((x - median) / (IQR / 1.349)), zero outside."""
-    from allnet.preprocessing.brain import extract_brain
-
-    brain = sitk.GetArrayFromImage(extract_brain(t1)) > 0
-    images = {}
-    for name, image in (("t1", t1), ("flair", flair), ("t2", t2)):
-        if image is None:
-            continue
-        x = sitk.GetArrayFromImage(image).astype(np.float32)
-        q25, q50, q75 = np.percentile(x[brain], [25, 50, 75])
-        images[name] = np.where(brain, (x - q50) / max((q75 - q25) / 1.349, 1e-6), 0).astype(np.float32)
-    return _StandInCase(images, brain.astype(np.uint8))
-
-
-def core_preprocess():
-    """The core's ``preprocess`` (or the stand-in while the core module is missing)
-    and its name, recorded in every cache file."""
-    try:
-        from allnet.preprocessing.pipeline import preprocess
-    except ImportError:
-        return _stand_in_preprocess, "stand-in (deepbet brain mask, robust z-score)"
-    return preprocess, "allnet.preprocessing.pipeline"
-
-
 def preprocess_case(case: Case) -> tuple[CachedCase, dict[str, float]]:
     """Run the core preprocessing and anatomy on one case; returns it and stage times (s)."""
     from allnet.anatomy import compute_anatomy
     from allnet.grid import is_on_working_grid
-
-    preprocess, _ = core_preprocess()
+    from allnet.preprocessing.pipeline import preprocess
 
     times: dict[str, float] = {}
     t0 = time.perf_counter()
