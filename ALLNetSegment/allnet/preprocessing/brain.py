@@ -8,6 +8,7 @@ grid.
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -34,7 +35,9 @@ def _brain_extractor(device: str):
     import torch
     from deepbet import BrainExtraction
 
-    extractor = BrainExtraction(no_gpu=True)
+    with warnings.catch_warnings():  # deepbet's TorchScript files use torch.jit.load
+        warnings.simplefilter("ignore", DeprecationWarning)
+        extractor = BrainExtraction(no_gpu=True)
     if device != "cpu":
         extractor.model.to(torch.device(device))
         extractor.bbox_model.to(torch.device(device))
@@ -69,9 +72,14 @@ def extract_brain(t1: sitk.Image, *, device: str = "cpu") -> sitk.Image:
     x = np.ascontiguousarray(sitk.GetArrayFromImage(grid).transpose(2, 1, 0))  # KJI -> IJK
     import torch
 
-    with torch.inference_mode():
-        probability = extractor.run_model(x)
-    mask = extractor.postprocess(probability > THRESHOLD)  # largest component, holes filled
+    try:
+        with torch.inference_mode():
+            probability = extractor.run_model(x)
+        mask = extractor.postprocess(probability > THRESHOLD)  # largest component, no holes
+    except (AssertionError, ValueError):
+        # deepbet asserts when its bounding-box network finds no head, and fails on an empty
+        # mask; both mean "no brain", which the caller's volume check reports.
+        mask = np.zeros(x.shape, dtype=bool)
     mask_image = sitk.GetImageFromArray(np.ascontiguousarray(mask.transpose(2, 1, 0))
                                         .astype(np.float32))
     mask_image.CopyInformation(grid)
