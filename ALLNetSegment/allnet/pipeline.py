@@ -92,11 +92,16 @@ def load_models(model: list[str] | str | None) -> tuple[ModelBundle, list[str]]:
     bundles = [load_model_file(p) for p in paths]
     first = bundles[0]
     for path, other in zip(paths[1:], bundles[1:]):
-        if other.config.to_dict() != first.config.to_dict():
+        if _architecture(other) != _architecture(first):
             raise ModelError(f"{path}: its configuration differs from {paths[0]}; "
                              "only models of one architecture can form an ensemble")
         first.members.extend(other.members)
     return first, [str(p) for p in paths]
+
+
+def _architecture(bundle: ModelBundle) -> dict:
+    """The config entries that must agree for members to vote together (meta may differ)."""
+    return {k: v for k, v in bundle.config.to_dict().items() if k not in ("meta", "version")}
 
 
 def _read_inputs(t1: ImageInput, flair: ImageInput, t2: ImageInput | None
@@ -143,7 +148,7 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
 
     case = preprocess(images["t1"], images["flair"], images.get("t2"),
                       already_in_mni=options.preprocessed, paths=names, progress=progress,
-                      device=options.device)
+                      device=options.device, fraction_span=(0.03, 0.55))
     progress.stage("anatomy", 0.55, "tissue segmentation and anatomy maps")
     anatomy = compute_anatomy(case.images["t1"], case.brain_mask)
 
@@ -152,7 +157,8 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
                       for m in bundle.config.modalities]).astype(np.float32)
     prediction = predict(bundle, stack, anatomy.channels, case.brain_mask, device=options.device,
                          ensemble=options.ensemble, tta=options.tta, threshold=options.threshold,
-                         progress=progress, modalities_present=case.modalities_present)
+                         progress=progress, progress_span=(0.62, 0.9),
+                         modalities_present=case.modalities_present)
 
     progress.stage("lesion analysis", 0.9, "resampling to the FLAIR grid and measuring lesions")
     probability = _to_native(prediction.probability, case, sitk.sitkLinear, sitk.sitkFloat32)
@@ -185,9 +191,9 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
 
     def finish() -> None:
         progress.finish(done_message)
-        timings = dict(case.timings) | progress.timings
-        timings["total"] = time.perf_counter() - started
+        timings = dict(progress.timings, total=time.perf_counter() - started)
         summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        summary["preprocessing_timings_s"] = {k: round(v, 3) for k, v in case.timings.items()}
 
     if output_dir is None:
         finish()
