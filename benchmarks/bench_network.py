@@ -6,7 +6,7 @@ margin, grown to the network multiple), random images and anatomy maps, 1 member
 Each configuration runs in a fresh Python process so its peak RSS is its own. The report gives
 the median of ``--runs`` timed passes after one warm-up pass, and the load average.
 
-    python benchmarks/bench_network.py [--configs 8:4,16:4] [--runs 3] [--threads 2] [--train]
+    python benchmarks/bench_network.py [--configs 16:4,8:4:16] [--runs 3] [--threads 2] [--train]
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def train_step(config, threads: int, batch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="8:4,16:4",
+    parser.add_argument("--configs", default="16:4,8:4:16",
                         help="comma-separated base_channels:depth[:head_channels]")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)

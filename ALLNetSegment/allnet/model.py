@@ -48,7 +48,7 @@ class ModelConfig:
 
     modalities: tuple[str, ...] = KNOWN_MODALITIES
     n_anatomy: int = 6
-    base_channels: int = 12
+    base_channels: int = 16
     depth: int = 4
     max_channels: int = 128
     anaconv: bool = True

@@ -263,3 +263,30 @@ def test_progress_reports_every_member_flip_and_window():
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(0.9) and fractions[0] > 0.6
     assert seen[-1][1].startswith("member 2/2, flip 2/2, window")
+
+
+@pytest.mark.realdata
+def test_predict_on_a_real_mni_case_covers_the_whole_brain(shared_data):
+    """A real skull-stripped case on the full working grid: the crop holds the whole brain."""
+    import SimpleITK as sitk
+
+    from allnet.grid import WORKING_SHAPE_KJI, mni_ras_coordinates
+
+    folder = shared_data / "lesjak2018" / "mni" / "patient07"
+    images = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{m}.nii.gz"), sitk.sitkFloat32))
+                       for m in ("FLAIR", "T1", "T2")])
+    mask = (images[0] > 0).astype(np.uint8)
+    images = (images / images.reshape(3, -1).max(axis=1)[:, None, None, None]).astype(np.float32)
+    xyz = mni_ras_coordinates() / 100.0
+    anatomy = np.concatenate([xyz, np.linalg.norm(xyz, axis=0)[None],
+                              np.zeros((2, *WORKING_SHAPE_KJI), np.float32)]).astype(np.float32)
+    bundle = fn_bundle(lambda x, a: 4 * x[:, :1] - 1)  # bright FLAIR -> lesion
+    pred = predict(bundle, images, anatomy, mask, device="cpu")
+    assert pred.probability.shape == WORKING_SHAPE_KJI and pred.mask.shape == WORKING_SHAPE_KJI
+    expected = 1 / (1 + np.exp(-(4 * images[0] - 1)))
+    np.testing.assert_allclose(pred.probability[mask > 0], expected[mask > 0], atol=1e-5)
+    assert pred.probability[mask == 0].max() == 0
+    assert all((s.stop - s.start) % bundle.config.multiple == 0 for s in pred.crop)
+    for axis, s in enumerate(pred.crop):
+        nz = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        assert s.start <= nz[0] and s.stop > nz[-1]

@@ -180,6 +180,7 @@ class _Innocent:
         self.value = 3
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("payload_kind", ["reduce", "instance"])
 def test_pickle_with_code_is_refused_and_not_executed(tmp_path, monkeypatch, payload_kind):
     marker = tmp_path / "executed"
