@@ -32,6 +32,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=2, help="global batch (split over DDP ranks)")
     p.add_argument("--micro-batch", type=int, default=None, help="gradient-accumulation chunk size")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--prior", type=float, default=0.01,
+                   help="initial foreground probability of the heads' output bias (0 = PyTorch default)")
     p.add_argument("--crop", type=int, nargs=3, default=(48, 128, 128), metavar=("K", "J", "I"),
                    help="crop size in voxels, KJI order (paper: 48 128 128)")
     p.add_argument("--lesion-p", type=float, default=0.5, help="probability a crop is centred on a lesion")
@@ -110,7 +112,8 @@ def _configs(args):
                             synthetic=SyntheticConfig(p=args.synthetic_p))
     train = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr,
-                        seed=args.seeds[0], loss=LossWeights(*args.loss_weights), device=args.device)
+                        seed=args.seeds[0], loss=LossWeights(*args.loss_weights), device=args.device,
+                        prior=args.prior if args.prior > 0 else None)
     return model, sampler, train
 
 

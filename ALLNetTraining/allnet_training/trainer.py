@@ -53,6 +53,10 @@ class TrainConfig:
     loss: LossWeights = field(default_factory=LossWeights)
     device: str = "auto"
     amp: bool = True  # CUDA only
+    # Initial foreground probability of both heads (bias of their last 1x1x1 conv), as in
+    # RetinaNet's prior initialisation: lesion voxels are rare, and starting from p = 0.5
+    # Adam needs thousands of steps just to move the output bias. None keeps PyTorch's init.
+    prior: float | None = 0.01
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -70,6 +74,17 @@ class TrainResult:
     seconds: float
     out_dir: Path | None
     model_path: Path | None
+
+
+def init_output_prior(net: ALLNet, prior: float) -> None:
+    """Set the bias of each head's final 1-channel conv to logit(prior)."""
+    value = math.log(prior / (1 - prior))
+    for head in (net.lesion_head, net.sphere_head):
+        if head is None:
+            continue
+        last = [m for m in head.modules() if isinstance(m, nn.Conv3d) and m.out_channels == 1][-1]
+        with torch.no_grad():
+            last.bias.fill_(value)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -181,7 +196,10 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
         out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
-    net: nn.Module = ALLNet(model_config).to(device)
+    net = ALLNet(model_config)
+    if cfg.prior is not None:
+        init_output_prior(net, cfg.prior)
+    net = net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestone_epochs(), cfg.gamma)
     rows: list[dict[str, float]] = []

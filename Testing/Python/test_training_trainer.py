@@ -27,13 +27,26 @@ def cases():
 def test_a_few_steps_lower_the_loss_and_are_deterministic(cases):
     sampler = CropSampler(cases, tiny_sampler_config())
     cfg = TrainConfig(epochs=3, steps_per_epoch=8, batch_size=2, lr=3e-3, seed=1,
-                      milestones=(0.99,))
+                      milestones=(0.99,), prior=None)
     a = train(tiny_model_config(), cfg, sampler, progress=False)
     first = np.mean([r["total"] for r in a.log[:4]])
     last = np.mean([r["total"] for r in a.log[-4:]])
     assert last < 0.9 * first
     b = train(tiny_model_config(), replace(cfg, epochs=1), sampler, progress=False)
     assert [r["total"] for r in b.log] == [r["total"] for r in a.log[:8]]
+
+
+def test_output_prior_initialisation():
+    from allnet_training.trainer import init_output_prior
+
+    torch.manual_seed(0)
+    net = ALLNet(tiny_model_config())
+    init_output_prior(net, 0.01)
+    x = torch.zeros(1, 3, 8, 8, 8)
+    out = net.eval()(x, torch.zeros(1, 6, 8, 8, 8))
+    for key in ("lesion", "sphere"):
+        p = torch.sigmoid(out[key])
+        assert 0.0 < float(p.mean()) < 0.1  # starts near the prior instead of 0.5
 
 
 def test_resume_continues_exactly(cases, tmp_path):
