@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings as py_warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,10 +156,13 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     progress.stage("network", 0.62, f"running {len(bundle.members)} model(s)")
     stack = np.stack([case.images.get(m, np.zeros_like(case.images["flair"]))
                       for m in bundle.config.modalities]).astype(np.float32)
-    prediction = predict(bundle, stack, anatomy.channels, case.brain_mask, device=options.device,
-                         ensemble=options.ensemble, tta=options.tta, threshold=options.threshold,
-                         progress=progress, progress_span=(0.62, 0.9),
-                         modalities_present=case.modalities_present)
+    with py_warnings.catch_warnings(record=True) as caught:
+        py_warnings.simplefilter("always")
+        prediction = predict(bundle, stack, anatomy.channels, case.brain_mask, device=options.device,
+                             ensemble=options.ensemble, tta=options.tta, threshold=options.threshold,
+                             progress=progress, progress_span=(0.62, 0.9),
+                             modalities_present=case.modalities_present)
+    warnings += [str(w.message) for w in caught]  # e.g. a modality missing for a model not trained so
 
     progress.stage("lesion analysis", 0.9, "resampling to the FLAIR grid and measuring lesions")
     probability = _to_native(prediction.probability, case, sitk.sitkLinear, sitk.sitkFloat32)
