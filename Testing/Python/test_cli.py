@@ -1,0 +1,118 @@
+"""The ``allnet`` command: help, exit codes, messages, no partial outputs, progress lines."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from allnet import cli, pipeline
+from allnet.grid import working_reference
+from allnet.model import ModelConfig, random_bundle, save_model_file
+from allnet.progress import parse_line
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "allnet", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("command", [[], ["segment"], ["demo"], ["evaluate"], ["info"]])
+def test_help_for_every_command(command: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: allnet" in text
+    if command == ["segment"]:
+        for option in ("--t1", "--t2", "--flair", "--cohort", "--preprocessed", "--device", "--tta",
+                       "--ensemble", "--min-lesion-mm3", "--progress"):
+            assert option in text
+
+
+@pytest.fixture()
+def model_file(tmp_path: Path) -> Path:
+    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, max_channels=8, head_channels=4,
+                                       head_mlp=(4,)), n=1)
+    path = tmp_path / "tiny.pt"
+    save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
+    return path
+
+
+def _write(path: Path, array: np.ndarray, like: sitk.Image | None = None) -> Path:
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    if like is not None:
+        image.CopyInformation(like)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_missing_input_exits_2_names_the_file_and_writes_nothing(tmp_path, model_file) -> None:
+    out = tmp_path / "out"
+    flair = _write(tmp_path / "FLAIR.nii.gz", np.random.default_rng(0).random((20, 30, 30)))
+    proc = _run("segment", "--t1", str(tmp_path / "nope_T1.nii.gz"), "--flair", str(flair),
+                "-o", str(out), "--model", str(model_file), "--progress", "none")
+    assert proc.returncode == 2
+    assert "nope_T1.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_constant_image_exit_2_json_error_line(tmp_path, model_file) -> None:
+    t1 = _write(tmp_path / "T1.nii.gz", np.full((20, 30, 30), 7.0))
+    flair = _write(tmp_path / "FLAIR.nii.gz", np.random.default_rng(0).random((20, 30, 30)))
+    proc = _run("segment", "--t1", str(t1), "--flair", str(flair), "-o", str(tmp_path / "out"),
+                "--model", str(model_file), "--progress", "json")
+    assert proc.returncode == 2
+    events = [parse_line(line) for line in proc.stdout.splitlines()]
+    errors = [payload for kind, payload in filter(None, events) if kind == "error"]
+    assert errors and "T1.nii.gz" in errors[0]["message"] and errors[0]["exit_code"] == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_model_file_exit_4(tmp_path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    t1 = _write(tmp_path / "T1.nii.gz", np.random.default_rng(0).random((20, 30, 30)))
+    proc = _run("segment", "--t1", str(t1), "--flair", str(t1), "-o", str(tmp_path / "o"),
+                "--model", str(bad), "--progress", "none")
+    assert proc.returncode == 4 and "model.pt" in proc.stderr
+
+
+def test_bad_setting_exit_2(tmp_path, model_file, capsys) -> None:
+    code = cli.main(["segment", "--t1", "a", "--flair", "b", "-o", str(tmp_path / "o"),
+                     "--threshold", "1.5", "--model", str(model_file), "--progress", "none"])
+    assert code == 2 and "--threshold" in capsys.readouterr().err
+
+
+def test_no_bundled_model_exit_4_with_clear_message(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(pipeline, "bundled_model_path", lambda: None)
+    code = cli.main(["segment", "--t1", "a", "--flair", "b", "-o", str(tmp_path / "o"), "--progress", "none"])
+    assert code == 4 and "no trained model is bundled" in capsys.readouterr().err
+
+
+def test_json_progress_and_result_lines_on_the_mni_grid(tmp_path, model_file) -> None:
+    """A run on a small skull-stripped MNI-grid case: ALLNET-PROGRESS lines increase to 1,
+    one ALLNET-RESULT line points at the outputs."""
+    from allnet.templates import load_template
+    template = load_template()
+    t1 = sitk.GetArrayFromImage(template.t1)
+    flair = sitk.GetArrayFromImage(template.gm) * 0.8 + sitk.GetArrayFromImage(template.wm) * 0.5
+    ref = working_reference()
+    p1 = _write(tmp_path / "T1.nii.gz", t1, ref)
+    p2 = _write(tmp_path / "FLAIR.nii.gz", flair, ref)
+    proc = _run("segment", "--t1", str(p1), "--flair", str(p2), "-o", str(tmp_path / "out"),
+                "--model", str(model_file), "--preprocessed", "--progress", "json", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = [e for e in map(parse_line, proc.stdout.splitlines()) if e]
+    fractions = [p["fraction"] for kind, p in events if kind == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    stages = {p["stage"] for kind, p in events if kind == "progress"}
+    assert {"anatomy", "network", "lesion analysis", "writing"} <= stages
+    results = [p for kind, p in events if kind == "result"]
+    assert len(results) == 1
+    summary = json.loads(Path(results[0]["summary"]).read_text())
+    assert summary["modalities_present"] == ["t1", "flair"]
