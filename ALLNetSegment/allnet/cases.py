@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_file
 from .errors import AllnetError, InputError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -133,9 +134,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
-    tmp = path.with_name(f".tmp-{path.name}")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns or ["case"])
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)

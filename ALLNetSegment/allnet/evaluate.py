@@ -16,8 +16,6 @@ import argparse
 import csv
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from allnet import metrics
+from allnet.atomic import atomic_file
 from allnet.errors import EXIT_OK, InputError
 
 MASK_NAME = "lesion_mask.nii.gz"
@@ -257,14 +256,8 @@ def _jsonable(value):
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename (no partial outputs)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        write(tmp)
 
 
 def _write_csv(path: Path, rows: list[metrics.CaseMetrics]) -> None:

@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import validation
+from .atomic import atomic_file
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -161,14 +161,8 @@ def write_image_atomic(image: sitk.Image, path: str | Path, compress: bool = Tru
     """
     final = Path(path)
     _single_file_suffix(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{uuid.uuid4().hex[:12]}-{final.name}"
-    try:
+    with atomic_file(final) as tmp:
         sitk.WriteImage(image, str(tmp), compress)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final
 
 

@@ -23,8 +23,6 @@ location ``None`` (an empty CSV cell).
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .atomic import atomic_file
 from .errors import InputError
 
 ZONE_OUTSIDE = 0
@@ -252,14 +251,8 @@ def write_lesions_csv(lesions: list[Lesion], path: str | Path) -> Path:
     """Write ``table_rows(lesions)`` as CSV (header = ``CSV_COLUMNS``; missing values empty)
     to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(table_rows(lesions))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(table_rows(lesions))
     return path

@@ -14,7 +14,6 @@ import copy
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .atomic import atomic_file
 from .errors import ModelError
 
 FORMAT_NAME = "allnet-model"
@@ -314,16 +314,10 @@ def save_model_file(path: str | Path, config: ModelConfig, state_dicts: list[dic
     payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config_dict,
                "members": members, "meta": meta, "fp16": bool(fp16)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, tmp.open("wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_model_file(path: str | Path) -> ModelBundle:
