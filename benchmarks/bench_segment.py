@@ -95,12 +95,14 @@ def main() -> int:
         "device": runs[0]["device"], "ensemble": args.ensemble, "model": runs[0]["model_note"],
         "runs": args.runs, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                        "python": platform.python_version()},
+        "load_average_1_5_15": os.getloadavg(),
         "median_stage_s": median,
         "median_wall_s": statistics.median(r["wall_s"] for r in runs),
         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
         "all_runs": runs,
     }
-    print(f"\nallnet segment, {args.runs} runs, device {report['device']}, {report['model']}")
+    print(f"\nallnet segment, {args.runs} runs, device {report['device']}, {report['model']}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'stage':<22}{'median s':>10}")
     for stage, seconds in median.items():
         print(f"{stage:<22}{seconds:>10.2f}")

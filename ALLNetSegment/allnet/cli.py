@@ -99,6 +99,9 @@ def _report_result(args: argparse.Namespace, result) -> None:
               flush=True)
     else:
         _print_lesions(result)
+        if not result.summary["model"].get("trained", True):
+            print("note: this model is untrained (random weights); its lesions mean nothing",
+                  file=sys.stderr)
         for warning in result.summary.get("warnings", []):
             print(f"note: {warning}", file=sys.stderr)
         print(f"outputs in {result.output_dir}", file=sys.stderr)

@@ -208,9 +208,13 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
 
 
 def _model_meta(bundle: ModelBundle) -> dict:
-    meta = dict(getattr(bundle, "meta", {}) or {})
-    return {"name": meta.get("name", "unnamed"), "version": meta.get("version", "unknown"),
-            "trained": bool(meta.get("trained", False))}
+    """Name, version and whether the weights were trained (bundles exported by allnet-train
+    carry their training data in ``meta``; random test bundles do not)."""
+    meta = dict(bundle.meta or {})
+    name = meta.get("name") or (bundle.path.stem if bundle.path else "unnamed")
+    return {"name": name, "version": meta.get("version", bundle.config.version),
+            "trained": bool(meta.get("trained", "training_data" in meta)),
+            "training_data": meta.get("training_data")}
 
 
 def _write(result: SegmentationResult, output_dir: Path, options: SegmentOptions,
