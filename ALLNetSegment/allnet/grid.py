@@ -57,3 +57,19 @@ def mni_ras_coordinates() -> np.ndarray:
     y = j - WORKING_ORIGIN_LPS[1]  # RAS y = -(LPS y); LPS y = 126 - j
     z = WORKING_ORIGIN_LPS[2] + k
     return np.stack([x, y, z]).astype(np.float32)
+
+
+def isotropic_grid_like(image: sitk.Image, spacing_mm: float, min_size: int = 4) -> sitk.Image:
+    """An empty float32 image with isotropic ``spacing_mm`` voxels over ``image``'s field of
+    view, in ``image``'s direction; the field of view stays centred (the first voxel centre
+    moves by half the change of voxel size)."""
+    spacing = np.array(image.GetSpacing())
+    extent = np.array(image.GetSize()) * spacing
+    size = [max(min_size, int(np.ceil(e / spacing_mm))) for e in extent]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetSpacing([float(spacing_mm)] * 3)
+    grid.SetDirection(image.GetDirection())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    grid.SetOrigin(tuple(float(o) for o in np.array(image.GetOrigin())
+                         + direction @ ((spacing_mm - spacing) / 2)))
+    return grid

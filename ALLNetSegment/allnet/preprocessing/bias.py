@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from ..grid import isotropic_grid_like
 # N4 is fitted on an isotropic grid of this spacing (mm): the field is smooth, and the fit
 # time grows faster than the voxel count (5 mm: ~10k brain voxels, about 1 s on 2 cores;
 # the field differs from a 4 mm fit by at most 3%).
@@ -16,15 +17,7 @@ CONVERGENCE = 1e-3
 
 def coarse_grid(image: sitk.Image, spacing_mm: float = FIT_SPACING_MM) -> sitk.Image:
     """An empty isotropic grid with ``image``'s direction covering its field of view."""
-    extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
-    size = [max(4, int(np.ceil(e / spacing_mm))) for e in extent]
-    grid = sitk.Image(size, sitk.sitkFloat32)
-    grid.SetSpacing([spacing_mm] * 3)
-    grid.SetDirection(image.GetDirection())
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    shift = direction @ ((spacing_mm - np.array(image.GetSpacing())) / 2)
-    grid.SetOrigin(tuple(np.array(image.GetOrigin()) + shift))
-    return grid
+    return isotropic_grid_like(image, spacing_mm)
 
 
 def correct_bias(image: sitk.Image, mask: sitk.Image | None = None, *,

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 import SimpleITK as sitk
 
+from ..grid import isotropic_grid_like
 DEEPBET_SPACING_MM = 1.0
 THRESHOLD = 0.5
 
@@ -48,15 +49,7 @@ def to_deepbet_grid(image: sitk.Image, spacing_mm: float = DEEPBET_SPACING_MM) -
     """Resample ``image`` (linear) onto an isotropic grid covering the same field of view,
     with its axes reordered/flipped to RAS order (direction close to diag(-1, -1, 1) LPS)."""
     ras = sitk.DICOMOrient(image, "RAS")  # lossless axis permutation/flip
-    extent = np.array(ras.GetSize()) * np.array(ras.GetSpacing())
-    size = [max(2, int(np.ceil(e / spacing_mm))) for e in extent]
-    reference = sitk.Image(size, sitk.sitkFloat32)
-    reference.SetSpacing([spacing_mm] * 3)
-    reference.SetDirection(ras.GetDirection())
-    # Keep the field of view centred: the first voxel centre moves by half a voxel change.
-    direction = np.array(ras.GetDirection()).reshape(3, 3)
-    shift = direction @ ((np.array([spacing_mm] * 3) - np.array(ras.GetSpacing())) / 2)
-    reference.SetOrigin(tuple(np.array(ras.GetOrigin()) + shift))
+    reference = isotropic_grid_like(ras, spacing_mm, min_size=2)
     return sitk.Resample(ras, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 

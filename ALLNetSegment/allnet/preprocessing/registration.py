@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 import SimpleITK as sitk
 
+from ..grid import isotropic_grid_like
 from ..errors import RegistrationError
 
 SEED = 20211
@@ -89,14 +90,7 @@ def isotropic_grid(image: sitk.Image, spacing_mm: float | None = None) -> sitk.I
     """``image`` resampled (linear) onto an isotropic grid over its own field of view
     (``spacing_mm`` defaults to REGISTRATION_SPACING_MM)."""
     spacing_mm = spacing_mm or REGISTRATION_SPACING_MM
-    extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
-    size = [max(4, int(np.ceil(e / spacing_mm))) for e in extent]
-    grid = sitk.Image(size, sitk.sitkFloat32)
-    grid.SetSpacing([spacing_mm] * 3)
-    grid.SetDirection(image.GetDirection())
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    grid.SetOrigin(tuple(np.array(image.GetOrigin())
-                         + direction @ ((spacing_mm - np.array(image.GetSpacing())) / 2)))
+    grid = isotropic_grid_like(image, spacing_mm)
     return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(),
                          sitk.sitkLinear, 0.0)
 
