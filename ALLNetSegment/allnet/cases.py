@@ -2,7 +2,8 @@
 
 Naming rule: a file or DICOM folder name is split into alphanumeric tokens; the LAST token
 that names a modality decides its role (so ``P14_T2_T1.nii.gz``, visit T2, is a T1W image).
-Modality tokens: ``flair`` (also ``t2flair``), ``t1``/``t1w``/``mprage``, ``t2``/``t2w``.
+Modality tokens: ``flair`` (also ``t2flair``), ``t1``/``t1w``/``mprage``/``spgr``/``t1ce``,
+``t2``/``t2w``.
 Names with a token such as ``mask``, ``lesion(s)``, ``seg``, ``gt``, ``label`` or ``truth`` are
 reference masks, never inputs.
 """
@@ -21,7 +22,8 @@ from .errors import AllnetError, InputError
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _MODALITY_TOKENS = {
     "flair": "flair", "t2flair": "flair", "t2_flair": "flair",
-    "t1": "t1", "t1w": "t1", "mprage": "t1", "t1mprage": "t1",
+    "t1": "t1", "t1w": "t1", "mprage": "t1", "t1mprage": "t1", "spgr": "t1", "t1ce": "t1",
+    "t1c": "t1",
     "t2": "t2", "t2w": "t2",
 }
 _MASK_TOKENS = {"mask", "lesion", "lesions", "seg", "segmentation", "gt", "label", "labels",
