@@ -2,9 +2,11 @@
 
 Per fold: train (one member per seed) on the other subjects' cases, predict every visit of
 the held-out subject with ``allnet.inference.predict`` on the whole working-grid volume,
-and score with ``allnet.metrics.evaluate_case``. The baseline thresholds the normalised
-FLAIR inside the brain at the level that maximises the mean DSC over the fold's TRAINING
-cases (nothing is tuned on the held-out subject), and is scored the same way.
+and score with ``allnet.metrics.evaluate_case``. The model is scored at the default
+probability threshold 0.5 and at a threshold chosen on the fold's TRAINING cases (the one
+maximising their mean DSC). The baseline thresholds the normalised FLAIR inside the brain
+at the level that maximises the mean DSC over the fold's TRAINING cases. Nothing is tuned
+on the held-out subject.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .patches import CropSampler, SamplerConfig
 from .trainer import TrainConfig, _write_text_atomic
 
 FLAIR_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.5, 8.01, 0.1), 2))
+PROBABILITY_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.05), 2))
 TABLE_METRICS = ("dsc", "lf1", "ltpr", "lfpr", "ppv", "tpr")
 
 
@@ -51,14 +54,27 @@ def flair_baseline(case: CachedCase, threshold: float) -> np.ndarray:
 
 
 def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu",
-                   ensemble: str = "full") -> np.ndarray:
-    """The model's uint8 KJI mask for a cached case (whole working-grid volume)."""
+                   ensemble: str = "full", threshold: float = 0.5):
+    """``allnet.inference.predict`` on a cached case (whole working-grid volume)."""
     order = [MODALITIES.index(m) for m in bundle.config.modalities]
     images = case.images[order].astype(np.float32)
     present = [m for m in bundle.config.modalities if m in case.present]
-    pred = predict(bundle, images, case.anatomy.astype(np.float32), case.brain, device=device,
-                   ensemble=ensemble, modalities_present=present)
-    return pred.mask
+    return predict(bundle, images, case.anatomy.astype(np.float32), case.brain, device=device,
+                   ensemble=ensemble, modalities_present=present, threshold=threshold)
+
+
+def choose_probability_threshold(bundle: ModelBundle, cases: list[CachedCase], *,
+                                 device: str = "cpu",
+                                 thresholds: tuple[float, ...] = PROBABILITY_THRESHOLDS) -> float:
+    """The probability threshold with the best mean DSC over ``cases`` (training cases;
+    computed on the members' mean probability)."""
+    scores = np.zeros(len(thresholds))
+    for case in cases:
+        prob = predict_cached(bundle, case, device=device).probability
+        inside = case.brain > 0
+        p, r = prob[inside], case.mask[inside] > 0
+        scores += [_dice(p > t, r) for t in thresholds]
+    return float(thresholds[int(np.argmax(scores))])
 
 
 def score(pred: np.ndarray, case: CachedCase, connectivity: int = DEFAULT_CONNECTIVITY) -> CaseMetrics:
@@ -75,6 +91,8 @@ class FoldResult:
     train_seconds: float
     predict_seconds: float
     bundle_path: Path | None = None
+    calibrated: list[CaseMetrics] = field(default_factory=list)
+    probability_threshold: float = 0.5
     extra: dict = field(default_factory=dict)
 
 
@@ -103,15 +121,19 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
                                 {**meta, "seeds": list(seeds)})
     bundle = load_model_file(bundle_path)
     t0 = time.perf_counter()
-    model_scores = [score(predict_cached(bundle, c, device=device), c) for c in test_cases]
-    predict_seconds = time.perf_counter() - t0
+    model_scores = [score(predict_cached(bundle, c, device=device).mask, c) for c in test_cases]
+    predict_seconds = (time.perf_counter() - t0) / max(1, len(test_cases))
+    p_threshold = choose_probability_threshold(bundle, train_cases, device=device)
+    calibrated = [score(predict_cached(bundle, c, device=device, threshold=p_threshold).mask, c)
+                  for c in test_cases]
     threshold = choose_flair_threshold(train_cases)
     base_scores = [score(flair_baseline(c, threshold), c) for c in test_cases]
-    for m, b in zip(model_scores, base_scores):
-        log(f"[{subject}] {m.case}: model DSC {m.dsc:.3f} L-F1 {m.lf1:.3f} | "
+    for m, k, b in zip(model_scores, calibrated, base_scores):
+        log(f"[{subject}] {m.case}: model@0.5 DSC {m.dsc:.3f} L-F1 {m.lf1:.3f} | "
+            f"model@{p_threshold:.2f} DSC {k.dsc:.3f} L-F1 {k.lf1:.3f} | "
             f"FLAIR>{threshold:.1f} DSC {b.dsc:.3f} L-F1 {b.lf1:.3f}")
     return FoldResult(subject, model_scores, base_scores, threshold, train_seconds, predict_seconds,
-                      bundle_path)
+                      bundle_path, calibrated, p_threshold)
 
 
 def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: ModelConfig,
@@ -132,9 +154,12 @@ def write_reports(results: list[FoldResult], out: Path) -> dict:
     """Per-case CSV, JSON summary and a markdown table of model vs baseline."""
     rows = []
     for fold in results:
-        for m, b in zip(fold.model, fold.baseline):
-            row = {"subject": fold.subject, "case": m.case, "flair_threshold": fold.threshold}
+        calibrated = fold.calibrated or fold.model
+        for m, c, b in zip(fold.model, calibrated, fold.baseline):
+            row = {"subject": fold.subject, "case": m.case, "flair_threshold": fold.threshold,
+                   "probability_threshold": fold.probability_threshold}
             row.update({f"model_{k}": getattr(m, k) for k in TABLE_METRICS})
+            row.update({f"calibrated_{k}": getattr(c, k) for k in TABLE_METRICS})
             row.update({f"baseline_{k}": getattr(b, k) for k in TABLE_METRICS})
             row.update({"ref_lesions": m.n_ref_lesions, "model_lesions": m.n_pred_lesions,
                         "baseline_lesions": b.n_pred_lesions,
@@ -145,9 +170,12 @@ def write_reports(results: list[FoldResult], out: Path) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     model_all = [m for f in results for m in f.model]
+    calibrated_all = [m for f in results for m in (f.calibrated or f.model)]
     base_all = [b for f in results for b in f.baseline]
-    summary = {"model": summarise(model_all), "baseline": summarise(base_all),
+    summary = {"model": summarise(model_all), "model_calibrated": summarise(calibrated_all),
+               "baseline": summarise(base_all),
                "folds": [{"subject": f.subject, "threshold": f.threshold,
+                          "probability_threshold": f.probability_threshold,
                           "train_seconds": f.train_seconds, "predict_seconds": f.predict_seconds,
                           "bundle": str(f.bundle_path) if f.bundle_path else None}
                          for f in results],
@@ -158,16 +186,19 @@ def write_reports(results: list[FoldResult], out: Path) -> dict:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Per-case and mean DSC, L-F1, LTPR, LFPR of the model next to the baseline."""
+    """Per-case and mean DSC, L-F1, LTPR, LFPR: one row per case and method (the model at
+    threshold 0.5, at the training-chosen threshold, and the FLAIR-threshold baseline)."""
     cols = ("dsc", "lf1", "ltpr", "lfpr")
-    names = {"dsc": "DSC", "lf1": "L-F1", "ltpr": "LTPR", "lfpr": "LFPR"}
-    head = ("| held-out case | " + " | ".join(f"ALLNet {names[c]}" for c in cols) + " | "
-            + " | ".join(f"FLAIR-thr. {names[c]}" for c in cols) + " |")
-    lines = [head, "|" + "---|" * (1 + 2 * len(cols))]
+    methods = (("model", "ALLNet, p > 0.5"), ("calibrated", "ALLNet, p > t (t from training cases)"),
+               ("baseline", "FLAIR > t (t from training cases)"))
+    lines = ["| held-out case | method | t | DSC | L-F1 | LTPR | LFPR |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['case']} | " + " | ".join(f"{r['model_' + c]:.3f}" for c in cols) + " | "
-                     + " | ".join(f"{r['baseline_' + c]:.3f}" for c in cols) + " |")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.startswith(("model_", "baseline_"))}
-    lines.append("| **mean** | " + " | ".join(f"**{mean['model_' + c]:.3f}**" for c in cols) + " | "
-                 + " | ".join(f"{mean['baseline_' + c]:.3f}" for c in cols) + " |")
+        for key, label in methods:
+            t = {"model": 0.5, "calibrated": r["probability_threshold"], "baseline": r["flair_threshold"]}[key]
+            lines.append(f"| {r['case']} | {label} | {t:.2f} | "
+                         + " | ".join(f"{r[f'{key}_{c}']:.3f}" for c in cols) + " |")
+    for key, label in methods:
+        mean = [float(np.mean([r[f"{key}_{c}"] for r in rows])) for c in cols]
+        lines.append(f"| **mean ({len(rows)} cases)** | {label} | | "
+                     + " | ".join(f"**{v:.3f}**" for v in mean) + " |")
     return "\n".join(lines) + "\n"

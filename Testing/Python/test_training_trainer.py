@@ -43,7 +43,8 @@ def test_output_prior_initialisation():
     net = ALLNet(tiny_model_config())
     init_output_prior(net, 0.01)
     x = torch.zeros(1, 3, 8, 8, 8)
-    out = net.eval()(x, torch.zeros(1, 6, 8, 8, 8))
+    with torch.no_grad():
+        out = net.eval()(x, torch.zeros(1, 6, 8, 8, 8))
     for key in ("lesion", "sphere"):
         p = torch.sigmoid(out[key])
         assert 0.0 < float(p.mean()) < 0.1  # starts near the prior instead of 0.5
@@ -129,4 +130,4 @@ def test_crossval_runs_and_writes_reports(cases, tmp_path):
     for name in ("crossval.csv", "crossval.json", "crossval.md"):
         assert (tmp_path / name).is_file()
     md = (tmp_path / "crossval.md").read_text()
-    assert "case1" in md and "**mean**" in md
+    assert "case1" in md and "**mean (3 cases)**" in md and "FLAIR > t" in md
