@@ -1,7 +1,6 @@
 """Case lists, development cases, augmentation and crop sampling."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

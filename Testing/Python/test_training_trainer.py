@@ -10,7 +10,7 @@ import torch
 from allnet.inference import predict
 from allnet.model import ALLNet, ModelBundle, load_model_file
 from allnet_training.cache import load_cached, save_cached
-from allnet_training.crossval import choose_flair_threshold, flair_baseline, markdown_table, run_crossval
+from allnet_training.crossval import choose_flair_threshold, flair_baseline, run_crossval
 from allnet_training.distributed import spawn_cpu
 from allnet_training.ensemble import TRAINING_DATA_CREDITS, bundle_meta, export_bundle, train_ensemble
 from allnet_training.patches import CropSampler
