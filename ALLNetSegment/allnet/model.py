@@ -48,15 +48,15 @@ class ModelConfig:
 
     modalities: tuple[str, ...] = KNOWN_MODALITIES
     n_anatomy: int = 6
-    base_channels: int = 16
+    base_channels: int = 8  # the shipped model; 16 costs ~3x the CPU time (benchmarks/bench_network.py)
     depth: int = 4
     max_channels: int = 128
     anaconv: bool = True
     sphere_head: bool = True
     norm: str = "batch"
     upsample: str = "transpose"
-    head_channels: int = 16
-    head_mlp: tuple[int, ...] = (16,)
+    head_channels: int = 8
+    head_mlp: tuple[int, ...] = (8,)
     modality_dropout: bool = False
     grid: str = "mni152_1mm"
     normalisation: str = "robust-zscore"

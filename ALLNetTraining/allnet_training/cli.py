@@ -26,6 +26,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from allnet.model import ModelConfig  # architecture defaults come from the core
+
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, logs, model)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps-per-epoch", type=int, default=50)
@@ -45,9 +47,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     p.add_argument("--t2-dropout", type=float, default=0.3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
-    p.add_argument("--base-channels", type=int, default=8)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--head-channels", type=int, default=8)
+    p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
+    p.add_argument("--depth", type=int, default=ModelConfig.depth)
+    p.add_argument("--head-channels", type=int, default=ModelConfig.head_channels)
     p.add_argument("--no-anaconv", action="store_true")
     p.add_argument("--no-sphere-head", action="store_true")
     p.add_argument("--loss-weights", type=float, nargs=3, default=(1.0, 1.0, 1.0),
