@@ -14,9 +14,7 @@ seconds per stage, the load average (the machine is shared) and peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -25,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+
+from _report import peak_rss_mib, write_report  # noqa: E402  (benchmarks/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 CASE = HERE.parents[1] / "shared" / "data" / "lesjak2018" / "mni" / "patient07"
@@ -102,7 +102,7 @@ def main() -> int:
         "cold_setup_s": {"wall": setup_wall, "cpu": setup_cpu},
         "median_stage_s": {name: {"wall": statistics.median(w for w, _ in v), "cpu": statistics.median(c for _, c in v)}
                            for name, v in stages.items()},
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": peak_rss_mib(),
         "lesion_counts": counts,
     }
     print(f"anatomy benchmark: {case_name}, {args.runs} runs, load {load_before:.1f} on {os.cpu_count()} cores")
@@ -110,10 +110,7 @@ def main() -> int:
     for name, value in report["median_stage_s"].items():
         print(f"{name:<24}{value['wall']:>8.2f} s wall {value['cpu']:>8.2f} s cpu")
     print(f"{'peak RSS':<24}{report['peak_rss_mib']:>8.0f} MiB; lesions: {counts}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out)
     return 0
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import peak_rss_mib, write_report  # noqa: E402  (benchmarks/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 CASE = HERE.parents[1] / "shared" / "data" / "mslesseg" / "P14"
@@ -65,7 +66,7 @@ def run_once() -> dict:
         times["write_outputs"] = time.perf_counter() - t
         wall = time.perf_counter() - start
     return {"timings_s": times, "wall_s": wall,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "peak_rss_mib": peak_rss_mib(),
             "dsc": case.dsc, "average_precision": pr.average_precision}
 
 
@@ -97,10 +98,7 @@ def main() -> int:
     for stage, seconds in median.items():
         print(f"{stage:<20}{seconds:>8.2f} s")
     print(f"{'wall':<20}{report['median_wall_s']:>8.2f} s\n{'peak RSS':<20}{report['median_peak_rss_mib']:>8.0f} MiB")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out)
     return 0
 
 

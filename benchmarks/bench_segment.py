@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import peak_rss_mib, write_report  # noqa: E402  (benchmarks/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CASE = HERE.parents[1] / "shared" / "data" / "lesjak2018" / "native" / "patient01"
@@ -50,7 +51,7 @@ def run_once(args: argparse.Namespace) -> dict:
         result = run_pipeline(args.t1, args.flair, args.t2, Path(tmp) / "out",
                               SegmentOptions(model=model, device=args.device, ensemble=args.ensemble))
         wall = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mib = peak_rss_mib()
     return {"timings_s": result.summary["timings_s"], "wall_s": wall, "peak_rss_mib": peak_mib,
             "device": result.summary["device"], "model_note": note,
             "lesions": result.totals["count"]}
@@ -108,10 +109,7 @@ def main() -> int:
         print(f"{stage:<22}{seconds:>10.2f}")
     print(f"{'wall (in process)':<22}{report['median_wall_s']:>10.2f}")
     print(f"{'peak RSS MiB':<22}{report['median_peak_rss_mib']:>10.0f}")
-    out = Path(args.out) if args.out else HERE / "results" / f"segment_{report['device']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out or HERE / "results" / f"segment_{report['device']}.json")
     return 0
 
 

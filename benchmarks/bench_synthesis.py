@@ -13,9 +13,7 @@ average (the machine is shared) and peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -24,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from _report import peak_rss_mib, write_report  # noqa: E402  (benchmarks/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "lesjak2018"
@@ -91,7 +91,7 @@ def main() -> int:
         "median_stage_s": {name: {"wall": statistics.median(w for w, _ in v),
                                   "cpu": None if v[0][1] is None else statistics.median(c for _, c in v)}
                            for name, v in stages.items()},
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": peak_rss_mib(),
         "demo_lesion_count": case.lesion_count, "bank_shapes": bank_size,
     }
     print(f"synthesis benchmark: {args.runs} runs, load {load_before:.1f} on {os.cpu_count()} cores")
@@ -100,10 +100,7 @@ def main() -> int:
         cpu = "" if value["cpu"] is None else f"{value['cpu']:>8.2f} s cpu"
         print(f"{name:<26}{value['wall']:>8.2f} s wall {cpu}")
     print(f"{'peak RSS':<26}{report['peak_rss_mib']:>8.0f} MiB")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out)
     return 0
 
 
