@@ -10,6 +10,13 @@ test-time augmentation. Intensity scale/shift is drawn per modality and applied 
 brain only; T2W is dropped (zeroed) with probability ``t2_dropout`` so that the model also
 works without T2W, as inference does for a missing T2W (zeros in its channel).
 
+``tissue_contrast`` changes contrast between tissues before the spatial transform: grey
+matter and CSF move by their own random offsets per modality, and each lesion's difference
+from the surrounding white matter is scaled by a random factor. Scanners and sequences
+differ mostly there (a 3 T FLAIR shows cortex clearly brighter than white matter, a 1.5 T
+FLAIR hardly; lesions stand out by 1.3x-1.7x the white-matter level across the development
+scans), and a model that saw one contrast calls bright cortex a lesion on the other.
+
 Tensors are (C, D, H, W) = (C, K, J, I) on the working grid (1 mm, I = left-right axis).
 """
 from __future__ import annotations
@@ -17,8 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import Tensor
 
 
@@ -32,16 +41,23 @@ class AugmentConfig:
     elastic_p: float = 0.5
     elastic_sigma: float = 2.0     # std of control-point displacements (voxels)
     elastic_spacing: int = 16      # control-point spacing (voxels)
-    intensity_scale: float = 0.1   # factor drawn in 1 +- this
-    intensity_shift: float = 0.1   # offset drawn in +- this (normalised units)
+    intensity_scale: float = 0.15  # factor drawn in 1 +- this
+    intensity_shift: float = 0.2   # offset drawn in +- this (normalised units)
     t2_dropout: float = 0.3
+    gm_shift: float = 0.8          # grey-matter offset drawn in +- this (normalised units)
+    csf_shift: float = 0.5         # CSF offset drawn in +- this
+    lesion_contrast: tuple[float, float] = (0.6, 1.15)  # factor on lesion - white matter
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 NO_AUGMENTATION = AugmentConfig(flip_p=0.0, rotate_deg=0.0, scale=(1.0, 1.0), elastic_p=0.0,
-                                intensity_scale=0.0, intensity_shift=0.0, t2_dropout=0.0)
+                                intensity_scale=0.0, intensity_shift=0.0, t2_dropout=0.0,
+                                gm_shift=0.0, csf_shift=0.0, lesion_contrast=(1.0, 1.0))
+
+TISSUE_CSF, TISSUE_GM, TISSUE_WM = 1, 2, 3
+_EDGE_SIGMA = 0.7  # voxels: soft tissue borders, so a shift leaves no hard step at the edge
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> Tensor:
@@ -80,6 +96,40 @@ def sampling_grid(in_shape: tuple[int, int, int], out_shape: tuple[int, int, int
     size = torch.tensor(in_shape, dtype=torch.float64)
     norm = 2 * pos / (size - 1) - 1
     return norm.flip(-1).unsqueeze(0).float()  # grid_sample wants (x=W, y=H, z=D)
+
+
+def tissue_contrast(images: np.ndarray, tissue: np.ndarray, lesion: np.ndarray,
+                    brain: np.ndarray, cfg: AugmentConfig, gen: torch.Generator) -> np.ndarray:
+    """Random per-modality grey-matter/CSF offsets and lesion-contrast factors.
+
+    images (C, D, H, W) normalised (float32, modified copy returned); tissue (D, H, W) uint8
+    (0 bg, 1 CSF, 2 GM, 3 WM); lesion (D, H, W) binary, lesion voxels are excluded from the
+    tissue offsets; brain (D, H, W) binary. A lesion's value becomes
+    ``wm + f * (value - wm)`` with ``wm`` the median white-matter value of the region. The
+    same numbers are drawn whatever the data, so the random stream stays data-independent.
+    """
+    n = images.shape[0]
+    gm_shift = (_uniform(gen, -1, 1, n) * cfg.gm_shift).numpy()
+    csf_shift = (_uniform(gen, -1, 1, n) * cfg.csf_shift).numpy()
+    factor = _uniform(gen, *cfg.lesion_contrast, n).numpy()
+    if cfg.gm_shift == 0 and cfg.csf_shift == 0 and cfg.lesion_contrast == (1.0, 1.0):
+        return images
+    out = images.astype(np.float32, copy=True)
+    inside = brain > 0
+    lesion = lesion > 0
+    soft = {k: ndimage.gaussian_filter(((tissue == k) & ~lesion).astype(np.float32), _EDGE_SIGMA)
+            for k in (TISSUE_GM, TISSUE_CSF)}
+    soft_lesion = ndimage.gaussian_filter(lesion.astype(np.float32), _EDGE_SIGMA)
+    wm = (tissue == TISSUE_WM) & ~lesion & inside
+    for c in range(n):
+        if not np.any(out[c][inside]):  # absent modality: keep zeros
+            continue
+        out[c] += gm_shift[c] * soft[TISSUE_GM] + csf_shift[c] * soft[TISSUE_CSF]
+        if lesion.any():
+            level = float(np.median(out[c][wm])) if wm.any() else 0.0
+            out[c] += (factor[c] - 1.0) * soft_lesion * (out[c] - level)
+        out[c] *= inside
+    return out
 
 
 def augment(images: Tensor, anatomy: Tensor, labels: Tensor, brain: Tensor,

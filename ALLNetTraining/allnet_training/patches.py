@@ -17,7 +17,7 @@ from torch import Tensor
 
 from allnet.synthesis import LesionShapeBank
 
-from .augment import AugmentConfig, augment
+from .augment import AugmentConfig, augment, tissue_contrast
 from .cache import MODALITIES, CachedCase
 from .spheres import sphere_map
 from .synthetic import SyntheticConfig, insert_synthetic
@@ -92,6 +92,7 @@ class CropSampler:
                                                 self.bank, rng, self.cfg.synthetic)
             for m, arr in present.items():
                 images[MODALITIES.index(m)] = arr * (brain > 0)
+        images = tissue_contrast(images, case.tissue[box], mask, brain, self.cfg.augment, gen)
         spheres = sphere_map(mask, diameter_mm=self.cfg.sphere_diameter_mm)
         img = torch.from_numpy(np.ascontiguousarray(images[self.channels]))
         ana = torch.from_numpy(case.anatomy[(slice(None), *box)].astype(np.float32))

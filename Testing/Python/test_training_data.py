@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from allnet.errors import InputError
-from allnet_training.augment import NO_AUGMENTATION, AugmentConfig, augment
+import numpy as np
+
+from allnet_training.augment import NO_AUGMENTATION, AugmentConfig, augment, tissue_contrast
 from allnet_training.data import Case, dev_cases, leave_one_subject_out, read_case_list, write_case_list
 from allnet_training.patches import CropSampler, SamplerConfig
 
@@ -127,3 +129,43 @@ def test_sampler_is_a_function_of_the_seed_and_finds_lesions():
     assert all(hits)  # lesion-centred crops always contain lesion voxels
     spheres = sampler.sample(5)["sphere"]
     assert spheres.sum() > sampler.sample(5)["lesion"].sum()  # 10 mm balls around small lesions
+
+
+def _tissue_region():
+    """Layers along K: CSF, GM, WM (with a lesion inside) and background outside the brain."""
+    tissue = np.zeros((24, 16, 16), np.uint8)
+    tissue[2:8], tissue[8:14], tissue[14:22] = 1, 2, 3
+    lesion = np.zeros_like(tissue)
+    lesion[16:20, 6:10, 6:10] = 1
+    brain = (tissue > 0).astype(np.uint8)
+    base = {1: -2.0, 2: 0.3, 3: 0.0}
+    flair = np.vectorize(lambda t: base.get(int(t), 0.0))(tissue).astype(np.float32)
+    flair[lesion > 0] = 2.0
+    images = np.stack([flair, -flair, np.zeros_like(flair)])  # third modality absent
+    return images, tissue, lesion, brain
+
+
+def test_tissue_contrast_moves_grey_matter_csf_and_lesion_contrast():
+    images, tissue, lesion, brain = _tissue_region()
+    cfg = AugmentConfig(gm_shift=0.8, csf_shift=0.5, lesion_contrast=(0.5, 0.5))
+    gen = torch.Generator().manual_seed(0)
+    out = tissue_contrast(images, tissue, lesion, brain, cfg, gen)
+    gen = torch.Generator().manual_seed(0)
+    from allnet_training.augment import _uniform
+    gm, csf = (_uniform(gen, -1, 1, 3) * 0.8).numpy(), (_uniform(gen, -1, 1, 3) * 0.5).numpy()
+    core_gm, core_csf, core_wm = (slice(10, 12),), (slice(4, 6),), (slice(17, 19), slice(0, 3))
+    for c in range(2):
+        assert np.allclose(out[c][core_gm] - images[c][core_gm], gm[c], atol=1e-3)
+        assert np.allclose(out[c][core_csf] - images[c][core_csf], csf[c], atol=1e-3)
+        assert np.allclose(out[c][core_wm], images[c][core_wm], atol=1e-3)
+        # the lesion centre keeps half of its difference from white matter (factor 0.5)
+        assert out[c][17, 7, 7] == pytest.approx(images[c][17, 7, 7] * 0.5, abs=0.05)
+    assert np.all(out[2] == 0)                      # absent modality stays empty
+    assert np.all(out[:, brain == 0] == 0)          # nothing outside the brain
+    assert np.array_equal(images, _tissue_region()[0])  # input untouched
+
+
+def test_tissue_contrast_off_is_identity():
+    images, tissue, lesion, brain = _tissue_region()
+    out = tissue_contrast(images, tissue, lesion, brain, NO_AUGMENTATION, torch.Generator().manual_seed(0))
+    assert np.array_equal(out, images)
