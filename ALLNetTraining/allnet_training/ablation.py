@@ -16,7 +16,7 @@ from allnet.model import ModelConfig
 from allnet.synthesis import LesionShapeBank
 
 from .cache import CachedCase
-from .crossval import run_crossval
+from .crossval import load_case_metrics, run_crossval
 from .patches import SamplerConfig
 from .trainer import TrainConfig, _write_text_atomic
 
@@ -64,18 +64,36 @@ def write_table(rows: list[dict], out: Path) -> str:
     return md
 
 
+def variant_folder(out: Path, name: str) -> Path:
+    return out / name.replace("+", "plus_").replace("-", "")
+
+
 def run_ablation(cases: list[CachedCase], out_dir: str | Path, model_config: ModelConfig,
                  train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
                  bank: LesionShapeBank | None = None, *, resume: bool = True,
-                 progress: bool = True, log=print) -> str:
-    """Cross-validate every variant (same seeds, folds, crops) and write the table."""
+                 progress: bool = True, variants: list[str] | None = None, log=print) -> str:
+    """Cross-validate the chosen variants (default all; same seeds, folds, crops) and write
+    the table of every variant finished in ``out_dir``.
+
+    Choosing a subset lets several processes share the work (one per variant, same
+    ``out_dir``); the process that finishes last writes the complete table.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    chosen = set(variants or [v[0] for v in VARIANTS])
+    unknown = chosen - {v[0] for v in VARIANTS}
+    if unknown:
+        raise ValueError(f"unknown ablation variants {sorted(unknown)}")
     results = {}
     for name, anaconv, sphere in VARIANTS:
-        cfg = replace(model_config, anaconv=anaconv, sphere_head=sphere)
-        folder = out / name.replace("+", "plus_").replace("-", "")
-        folds = run_crossval(cases, folder, cfg, train_cfg, sampler_cfg, seeds, bank,
-                             resume=resume, progress=progress, log=log)
-        results[name] = [m for f in folds for m in f.model]
+        folder = variant_folder(out, name)
+        if name in chosen:
+            cfg = replace(model_config, anaconv=anaconv, sphere_head=sphere)
+            folds = run_crossval(cases, folder, cfg, train_cfg, sampler_cfg, seeds, bank,
+                                 resume=resume, progress=progress, log=log)
+            results[name] = [m for f in folds for m in f.model]
+        else:
+            finished = load_case_metrics(folder)
+            if finished is not None:
+                results[name] = finished
     return write_table(table_rows(results), out)

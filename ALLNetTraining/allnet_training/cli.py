@@ -71,9 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.add_argument("--bundle", type=Path, default=None, help="write the ensemble bundle here too")
     p = sub.add_parser("crossval", help="leave-one-subject-out cross-validation vs a FLAIR-threshold baseline")
+    p.add_argument("--holdout", nargs="+", default=None, metavar="SUBJECT",
+                   help="run only the folds holding out these subjects (reports cover every finished fold)")
     _add_data_args(p)
     _add_train_args(p)
     p = sub.add_parser("ablation", help="base / +AnaConv / +LesLoss / ALL-Net, table in the layout of Table 4")
+    p.add_argument("--variants", nargs="+", default=None,
+                   choices=["base", "+AnaConv", "+LesLoss", "ALL-Net"],
+                   help="train only these variants (the table lists every finished one)")
     _add_data_args(p)
     _add_train_args(p)
     p = sub.add_parser("export", help="combine single-member model files into one fp16 bundle")
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     except AllnetError as exc:
         print(f"allnet-train: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ValueError as exc:  # bad option values found past argparse (unknown subject, ...)
+        print(f"allnet-train: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _run(args, command_line: str, distributed: bool) -> int:
@@ -192,7 +200,7 @@ def _run(args, command_line: str, distributed: bool) -> int:
         from .crossval import run_crossval
 
         run_crossval(cached, args.out, model_cfg, train_cfg, sampler_cfg, args.seeds, bank,
-                     resume=args.resume, progress=progress)
+                     resume=args.resume, progress=progress, holdout=args.holdout)
         print((args.out / "crossval.md").read_text())
         return 0
     if args.command == "ablation":
@@ -200,7 +208,7 @@ def _run(args, command_line: str, distributed: bool) -> int:
 
         table = run_ablation(cached, args.out, replace(model_cfg, anaconv=True, sphere_head=True),
                              train_cfg, sampler_cfg, args.seeds, bank, resume=args.resume,
-                             progress=progress)
+                             progress=progress, variants=args.variants)
         print(table)
         return 0
     raise SystemExit(f"unknown command {args.command}")

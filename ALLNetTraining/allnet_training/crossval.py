@@ -2,7 +2,9 @@
 
 Per fold: train (one member per seed) on the other subjects' cases, predict every visit of
 the held-out subject with ``allnet.inference.predict`` on the whole working-grid volume,
-and score with ``allnet.metrics.evaluate_case``. The model is scored at the default
+and score with ``allnet.metrics.evaluate_case``. Predicted lesions smaller than the
+product's minimum (``allnet.lesions.DEFAULT_MIN_LESION_MM3``) are removed first, as
+``allnet segment`` removes them from its output; the reference is left as drawn. The model is scored at the default
 probability threshold 0.5 and at a threshold chosen on the fold's TRAINING cases (the one
 maximising their mean DSC). The baseline thresholds the normalised FLAIR inside the brain
 at the level that maximises the mean DSC over the fold's TRAINING cases. Nothing is tuned
@@ -13,13 +15,15 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from allnet.inference import predict
-from allnet.metrics import DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, summarise
+from allnet.lesions import DEFAULT_MIN_LESION_MM3
+from allnet.metrics import (DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, remove_small_lesions,
+                            summarise)
 from allnet.model import ModelBundle, ModelConfig, load_model_file
 from allnet.synthesis import LesionShapeBank
 
@@ -77,7 +81,10 @@ def choose_probability_threshold(bundle: ModelBundle, cases: list[CachedCase], *
     return float(thresholds[int(np.argmax(scores))])
 
 
-def score(pred: np.ndarray, case: CachedCase, connectivity: int = DEFAULT_CONNECTIVITY) -> CaseMetrics:
+def score(pred: np.ndarray, case: CachedCase, connectivity: int = DEFAULT_CONNECTIVITY,
+          min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3) -> CaseMetrics:
+    """Metrics of a working-grid (1 mm) prediction after the product's small-lesion removal."""
+    pred = remove_small_lesions(pred, 1.0, connectivity, min_lesion_mm3)
     return evaluate_case(pred, case.mask, spacing=(1.0, 1.0, 1.0), connectivity=connectivity,
                          case=case.case_id)
 
@@ -132,20 +139,50 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
         log(f"[{subject}] {m.case}: model@0.5 DSC {m.dsc:.3f} L-F1 {m.lf1:.3f} | "
             f"model@{p_threshold:.2f} DSC {k.dsc:.3f} L-F1 {k.lf1:.3f} | "
             f"FLAIR>{threshold:.1f} DSC {b.dsc:.3f} L-F1 {b.lf1:.3f}")
-    return FoldResult(subject, model_scores, base_scores, threshold, train_seconds, predict_seconds,
-                      bundle_path, calibrated, p_threshold)
+    result = FoldResult(subject, model_scores, base_scores, threshold, train_seconds,
+                        predict_seconds, bundle_path, calibrated, p_threshold)
+    _write_text_atomic(fold_dir / "fold.json", json.dumps(asdict(result), indent=2, default=str))
+    return result
+
+
+def load_fold(fold_dir: Path) -> FoldResult | None:
+    """A finished fold's result from its ``fold.json`` (None when the fold has not finished)."""
+    path = fold_dir / "fold.json"
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("model", "baseline", "calibrated"):
+        d[key] = [CaseMetrics(**m) for m in d[key]]
+    d["bundle_path"] = Path(d["bundle_path"]) if d.get("bundle_path") else None
+    return FoldResult(**d)
 
 
 def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: ModelConfig,
                  train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
                  bank: LesionShapeBank | None = None, *, resume: bool = True,
-                 progress: bool = True, device: str = "cpu", log=print) -> list[FoldResult]:
-    """All leave-one-subject-out folds; writes ``crossval.csv``/``.json``/``.md`` in out_dir."""
+                 progress: bool = True, device: str = "cpu", holdout: list[str] | None = None,
+                 log=print) -> list[FoldResult]:
+    """Leave-one-subject-out folds; writes ``crossval.csv``/``.json``/``.md`` in out_dir.
+
+    ``holdout`` limits the run to the folds of these subjects (default: all), so that
+    several processes can share one ``out_dir``; the reports then cover every fold finished
+    there (read back from ``fold_<subject>/fold.json``), and are complete once all are.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = [run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds, bank,
-                        resume=resume, progress=progress, device=device, log=log)
-               for s, tr, te in folds_of(cases)]
+    folds = folds_of(cases)
+    unknown = set(holdout or []) - {s for s, _, _ in folds}
+    if unknown:
+        raise ValueError(f"no cases of held-out subjects {sorted(unknown)}")
+    results = []
+    for s, tr, te in folds:
+        if holdout is None or s in holdout:
+            results.append(run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds,
+                                    bank, resume=resume, progress=progress, device=device, log=log))
+        else:
+            finished = load_fold(out / f"fold_{s}")
+            if finished is not None:
+                results.append(finished)
     write_reports(results, out)
     return results
 
@@ -179,10 +216,22 @@ def write_reports(results: list[FoldResult], out: Path) -> dict:
                           "train_seconds": f.train_seconds, "predict_seconds": f.predict_seconds,
                           "bundle": str(f.bundle_path) if f.bundle_path else None}
                          for f in results],
-               "cases": rows}
+               "cases": rows,
+               "metrics": {"model": [asdict(m) for m in model_all],
+                           "model_calibrated": [asdict(m) for m in calibrated_all],
+                           "baseline": [asdict(m) for m in base_all]}}
     _write_text_atomic(out / "crossval.json", json.dumps(summary, indent=2, default=float))
     _write_text_atomic(out / "crossval.md", markdown_table(rows))
     return summary
+
+
+def load_case_metrics(out_dir: str | Path, method: str = "model") -> list[CaseMetrics] | None:
+    """Held-out per-case metrics of a finished cross-validation in ``out_dir`` (None if absent)."""
+    path = Path(out_dir) / "crossval.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text(encoding="utf-8")).get("metrics", {}).get(method)
+    return None if metrics is None else [CaseMetrics(**m) for m in metrics]
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -23,3 +23,14 @@ def test_ablation_trains_every_variant_and_writes_table_4(tmp_path):
     full = load_model_file(tmp_path / "ALLNet" / "fold_case0" / "bundle.pt").config
     assert (base.anaconv, base.sphere_head) == (False, False)
     assert (full.anaconv, full.sphere_head) == (True, True)
+
+
+def test_ablation_variants_can_run_separately_and_share_one_table(tmp_path):
+    cases = [tiny_case(0), tiny_case(1)]
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1)
+    args = (cases, tmp_path, tiny_model_config(), cfg, tiny_sampler_config(), [0])
+    md = run_ablation(*args, progress=False, variants=["ALL-Net"], log=lambda *_: None)
+    assert [line.split("|")[1].strip() for line in md.strip().splitlines()[2:]] == ["ALL-Net"]
+    assert not (tmp_path / "base").exists()
+    md = run_ablation(*args, progress=False, variants=["base"], log=lambda *_: None)
+    assert [line.split("|")[1].strip() for line in md.strip().splitlines()[2:]] == ["base", "ALL-Net"]

@@ -131,3 +131,20 @@ def test_crossval_runs_and_writes_reports(cases, tmp_path):
         assert (tmp_path / name).is_file()
     md = (tmp_path / "crossval.md").read_text()
     assert "case1" in md and "**mean (3 cases)**" in md and "FLAIR > t" in md
+
+
+def test_crossval_folds_can_run_in_separate_processes(cases, tmp_path):
+    """--holdout: each run trains its folds only; the reports gather every finished fold."""
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1)
+    args = (tmp_path, tiny_model_config(), cfg, tiny_sampler_config(), [0])
+    first = run_crossval(cases, *args, progress=False, holdout=["case1"], log=lambda *_: None)
+    assert [f.subject for f in first] == ["case1"]
+    assert not (tmp_path / "fold_case0").exists()
+    rest = run_crossval(cases, *args, progress=False, holdout=["case0", "case2"], log=lambda *_: None)
+    assert [f.subject for f in rest] == ["case0", "case1", "case2"]
+    # the fold read back from disk is the one computed by the first run
+    assert rest[1].model == first[0].model and rest[1].threshold == first[0].threshold
+    md = (tmp_path / "crossval.md").read_text()
+    assert "**mean (3 cases)**" in md
+    with pytest.raises(ValueError, match="nobody"):
+        run_crossval(cases, *args, progress=False, holdout=["nobody"], log=lambda *_: None)
