@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", type=Path, nargs="+", help="model files (model.pt of each seed)")
     p.add_argument("--out", type=Path, required=True, help="bundle file to write")
     p.add_argument("--meta", type=Path, default=None, help="JSON file of extra metadata")
+    p = sub.add_parser("sidecar", help="write the JSON sidecar of a model file (hash, training, validation)")
+    p.add_argument("model", type=Path, help="model file (.pt)")
+    p.add_argument("--crossval", type=Path, default=None, help="cross-validation folder (its crossval.json)")
+    p.add_argument("--out", type=Path, default=None, help="sidecar path (default: the model's name, .json)")
+    p.add_argument("--relative-to", type=Path, nargs="*", default=[],
+                   help="folders whose absolute paths the recorded command should not show")
     return parser
 
 
@@ -146,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             meta = json.loads(args.meta.read_text()) if args.meta else {}
             export_bundle(args.out, config, states, {"command": command_line, **meta})
             print(f"wrote {args.out} ({len(states)} members)")
+            return 0
+        if args.command == "sidecar":
+            from .sidecar import write_sidecar
+
+            print(f"wrote {write_sidecar(args.model, args.crossval, args.out, args.relative_to)}")
             return 0
         if args.command == "prepare":
             from .cache import prepare_cases

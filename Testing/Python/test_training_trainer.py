@@ -148,3 +148,31 @@ def test_crossval_folds_can_run_in_separate_processes(cases, tmp_path):
     assert "**mean (3 cases)**" in md
     with pytest.raises(ValueError, match="nobody"):
         run_crossval(cases, *args, progress=False, holdout=["nobody"], log=lambda *_: None)
+
+
+def test_sidecar_names_the_file_its_training_and_validation(cases, tmp_path):
+    import hashlib
+    import json
+
+    from allnet_training.cli import main
+    from allnet_training.sidecar import write_sidecar
+
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1)
+    folds = run_crossval(cases, tmp_path / "cv", tiny_model_config(), cfg, tiny_sampler_config(), [0],
+                         progress=False, log=lambda *_: None)
+    model = folds[0].bundle_path
+    bundle = load_model_file(model)
+    bundle.meta["command"] = f"allnet-train train --out {tmp_path.resolve()}/runs/final"
+    export_bundle(tmp_path / "m.pt", bundle.config, [m.state_dict() for m in bundle.members], bundle.meta)
+    path = write_sidecar(tmp_path / "m.pt", tmp_path / "cv", anchors=[tmp_path])
+    assert path == tmp_path / "m.json"
+    card = json.loads(path.read_text())
+    assert card["sha256"] == hashlib.sha256((tmp_path / "m.pt").read_bytes()).hexdigest()
+    assert card["members"] == 1 and card["config"]["base_channels"] == tiny_model_config().base_channels
+    assert card["training"]["command"] == "allnet-train train --out runs/final"
+    assert [r["case"] for r in card["validation"]["per_case"]] == ["case0", "case1", "case2"]
+    assert card["validation"]["mean"]["model"]["n_cases"] == 3
+    # the command-line form writes the same content
+    assert main(["sidecar", str(tmp_path / "m.pt"), "--crossval", str(tmp_path / "cv"),
+                 "--out", str(tmp_path / "cli.json"), "--relative-to", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "cli.json").read_text()) == card

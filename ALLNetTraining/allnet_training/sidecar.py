@@ -1,0 +1,76 @@
+"""The JSON sidecar that travels with a shipped model file (``<model>.json``).
+
+It states what the model file is (SHA-256, size, architecture, members), how it was trained
+(data credits, cases, command, date, hardware, time, seeds) and how it scored in
+leave-one-subject-out cross-validation (the summary ``crossval.json`` that
+``allnet-train crossval`` writes), so that a copy of the weights can be checked against its
+model card without running anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from allnet.model import load_model_file
+
+from .trainer import _write_text_atomic
+
+TRAINING_KEYS = ("training_data", "training_cases", "command", "date", "hardware",
+                 "training_seconds", "seeds")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _relative_paths(command: str, anchors: list[Path]) -> str:
+    """The command with absolute paths under ``anchors`` written relative to them, so the
+    sidecar does not record one machine's folder layout."""
+    for anchor in anchors:
+        prefix = str(anchor.resolve()) + os.sep
+        command = command.replace(prefix, "")
+    return command
+
+
+def sidecar(model_path: str | Path, crossval_dir: str | Path | None = None,
+            model_card: str = "MODEL_CARD.md", anchors: list[Path] | None = None) -> dict:
+    """Sidecar content for ``model_path`` (loaded with weights_only) and an optional
+    cross-validation folder (its ``crossval.json``)."""
+    path = Path(model_path)
+    bundle = load_model_file(path)
+    training = {k: bundle.meta[k] for k in TRAINING_KEYS if k in bundle.meta}
+    if "command" in training and anchors:
+        training["command"] = _relative_paths(str(training["command"]), anchors)
+    out = {
+        "file": path.name,
+        "sha256": _sha256(path),
+        "bytes": path.stat().st_size,
+        "config": bundle.config.to_dict(),
+        "members": len(bundle.members),
+        "training": training,
+        "augmentation": bundle.meta.get("sampler_config", {}).get("augment"),
+        "model_card": model_card,
+    }
+    if crossval_dir is not None:
+        summary = json.loads((Path(crossval_dir) / "crossval.json").read_text(encoding="utf-8"))
+        out["validation"] = {
+            "protocol": "leave-one-subject-out on the development data; see " + model_card,
+            "mean": {k: summary[k] for k in ("model", "model_calibrated", "baseline")},
+            "per_case": summary["cases"],
+        }
+    return out
+
+
+def write_sidecar(model_path: str | Path, crossval_dir: str | Path | None = None,
+                  out: str | Path | None = None, anchors: list[Path] | None = None) -> Path:
+    """Write the sidecar next to the model (``.pt`` -> ``.json``) or to ``out`` (atomic)."""
+    target = Path(out) if out else Path(model_path).with_suffix(".json")
+    content = sidecar(model_path, crossval_dir, anchors=anchors)
+    _write_text_atomic(target, json.dumps(content, indent=1, default=float) + "\n")
+    return target
