@@ -1,4 +1,5 @@
-"""Model-card figures: example training crops with synthetic lesions outlined."""
+"""Model-card figures: example training crops with synthetic lesions outlined, and the
+same slice under random tissue-contrast augmentation."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import numpy as np
 
 from allnet.synthesis import LesionShapeBank
 
+from .augment import AugmentConfig, tissue_contrast
 from .cache import MODALITIES, CachedCase
 from .synthetic import SyntheticConfig, insert_synthetic
 
@@ -57,6 +59,13 @@ def synthetic_example(case: CachedCase, bank: LesionShapeBank, path: str | Path,
     fig.suptitle(f"{case.case_id}, axial slice k={k0 + k}: {n} inserted (red), real lesions (yellow)",
                  fontsize=9)
     fig.tight_layout()
+    _save(fig, path)
+    return n
+
+
+def _save(fig, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
@@ -64,4 +73,35 @@ def synthetic_example(case: CachedCase, bank: LesionShapeBank, path: str | Path,
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, path)
-    return n
+
+
+def contrast_example(case: CachedCase, path: str | Path, seeds: tuple[int, ...] = (1, 2, 3),
+                     cfg: AugmentConfig = AugmentConfig(), modality: str = "flair") -> None:
+    """One axial slice (the one with most lesion voxels) of ``modality`` as stored and under
+    ``tissue_contrast`` with each seed; real lesions outlined in yellow. Saves one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    k = int(np.argmax(case.mask.sum(axis=(1, 2))))
+    box = (slice(k, k + 1), slice(None), slice(None))
+    images = case.images[(slice(None), *box)].astype(np.float32)
+    c = MODALITIES.index(modality)
+    brain = case.brain[box][0] > 0
+    lo, hi = np.percentile(images[c][0][brain], [1, 99.5])
+    panels = [("as stored", images[c][0])]
+    for seed in seeds:
+        out = tissue_contrast(images, case.tissue[box], case.mask[box], case.brain[box], cfg,
+                              torch.Generator().manual_seed(seed))
+        panels.append((f"augmented (seed {seed})", out[c][0]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.6))
+    for ax, (title, sl) in zip(axes, panels):
+        ax.imshow(np.where(brain, sl, lo)[::-1], cmap="gray", vmin=lo, vmax=hi)
+        ax.contour((case.mask[k] > 0)[::-1], levels=[0.5], colors="yellow", linewidths=0.5)
+        ax.set_title(f"{NAMES[modality]} - {title}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{case.case_id}, axial slice k={k}: tissue-contrast augmentation", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
