@@ -41,16 +41,20 @@ class AugmentConfig:
     elastic_p: float = 0.5
     elastic_sigma: float = 2.0     # std of control-point displacements (voxels)
     elastic_spacing: int = 16      # control-point spacing (voxels)
-    intensity_scale: float = 0.15  # factor drawn in 1 +- this
-    intensity_shift: float = 0.2   # offset drawn in +- this (normalised units)
+    intensity_scale: float = 0.1   # factor drawn in 1 +- this
+    intensity_shift: float = 0.1   # offset drawn in +- this (normalised units)
     t2_dropout: float = 0.3
-    gm_shift: float = 0.8          # grey-matter offset drawn in +- this (normalised units)
-    csf_shift: float = 0.5         # CSF offset drawn in +- this
-    lesion_contrast: tuple[float, float] = (0.6, 1.15)  # factor on lesion - white matter
+    gm_shift: float = 0.0          # grey-matter offset drawn in +- this (normalised units)
+    csf_shift: float = 0.0         # CSF offset drawn in +- this
+    lesion_contrast: tuple[float, float] = (1.0, 1.0)  # factor on lesion - white matter
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+# ``allnet-train --contrast-augment``: tissue-contrast augmentation and wider intensity ranges
+CONTRAST_AUGMENTATION = dict(intensity_scale=0.15, intensity_shift=0.2, gm_shift=0.8, csf_shift=0.5,
+                             lesion_contrast=(0.6, 1.15))
 
 NO_AUGMENTATION = AugmentConfig(flip_p=0.0, rotate_deg=0.0, scale=(1.0, 1.0), elastic_p=0.0,
                                 intensity_scale=0.0, intensity_shift=0.0, t2_dropout=0.0,
@@ -106,14 +110,15 @@ def tissue_contrast(images: np.ndarray, tissue: np.ndarray, lesion: np.ndarray,
     (0 bg, 1 CSF, 2 GM, 3 WM); lesion (D, H, W) binary, lesion voxels are excluded from the
     tissue offsets; brain (D, H, W) binary. A lesion's value becomes
     ``wm + f * (value - wm)`` with ``wm`` the median white-matter value of the region. The
-    same numbers are drawn whatever the data, so the random stream stays data-independent.
+    same numbers are drawn whatever the data (none when switched off), so the random stream
+    depends on the settings only.
     """
+    if cfg.gm_shift == 0 and cfg.csf_shift == 0 and tuple(cfg.lesion_contrast) == (1.0, 1.0):
+        return images  # switched off: draws nothing, so the random stream is as without it
     n = images.shape[0]
     gm_shift = (_uniform(gen, -1, 1, n) * cfg.gm_shift).numpy()
     csf_shift = (_uniform(gen, -1, 1, n) * cfg.csf_shift).numpy()
     factor = _uniform(gen, *cfg.lesion_contrast, n).numpy()
-    if cfg.gm_shift == 0 and cfg.csf_shift == 0 and cfg.lesion_contrast == (1.0, 1.0):
-        return images
     out = images.astype(np.float32, copy=True)
     inside = brain > 0
     lesion = lesion > 0

@@ -46,6 +46,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "(default: <dev-data>/lesjak2018/lesion_masks_mni)")
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     p.add_argument("--t2-dropout", type=float, default=0.3)
+    p.add_argument("--contrast-augment", action="store_true",
+                   help="also vary grey-matter/CSF and lesion contrast per modality (see README)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
     p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
     p.add_argument("--depth", type=int, default=ModelConfig.depth)
@@ -110,7 +112,7 @@ def _load(args):
 def _configs(args):
     from allnet.model import ModelConfig
 
-    from .augment import NO_AUGMENTATION, AugmentConfig
+    from .augment import CONTRAST_AUGMENTATION, NO_AUGMENTATION, AugmentConfig
     from .losses import LossWeights
     from .patches import SamplerConfig
     from .synthetic import SyntheticConfig
@@ -120,7 +122,8 @@ def _configs(args):
                         head_channels=args.head_channels, head_mlp=(args.head_channels,),
                         anaconv=not args.no_anaconv, sphere_head=not args.no_sphere_head,
                         modality_dropout=args.t2_dropout > 0 and not args.no_augment)
-    aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout)
+    contrast = CONTRAST_AUGMENTATION if args.contrast_augment else {}
+    aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout, **contrast)
     sampler = SamplerConfig(crop=tuple(args.crop), lesion_p=args.lesion_p, augment=aug,
                             synthetic=SyntheticConfig(p=args.synthetic_p))
     train = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,

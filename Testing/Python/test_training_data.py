@@ -169,3 +169,20 @@ def test_tissue_contrast_off_is_identity():
     images, tissue, lesion, brain = _tissue_region()
     out = tissue_contrast(images, tissue, lesion, brain, NO_AUGMENTATION, torch.Generator().manual_seed(0))
     assert np.array_equal(out, images)
+
+
+def test_contrast_augmentation_is_an_option_off_by_default():
+    from allnet_training.augment import CONTRAST_AUGMENTATION
+    from allnet_training.cli import _configs, build_parser
+
+    base = ["train", "--dev-data", "data", "--out", "runs"]
+    _, plain, _ = _configs(build_parser().parse_args(base))
+    _, contrast, _ = _configs(build_parser().parse_args(base + ["--contrast-augment"]))
+    assert (plain.augment.gm_shift, plain.augment.lesion_contrast) == (0.0, (1.0, 1.0))
+    for key, value in CONTRAST_AUGMENTATION.items():
+        assert getattr(contrast.augment, key) == value
+    # switched off, it leaves the crop and the random stream untouched
+    images, tissue, lesion, brain = _tissue_region()
+    gen = torch.Generator().manual_seed(5)
+    assert tissue_contrast(images, tissue, lesion, brain, plain.augment, gen) is images
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=torch.Generator().manual_seed(5)))
