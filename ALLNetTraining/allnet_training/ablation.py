@@ -84,16 +84,17 @@ def run_ablation(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
     unknown = chosen - {v[0] for v in VARIANTS}
     if unknown:
         raise ValueError(f"unknown ablation variants {sorted(unknown)}")
-    results = {}
+    computed = {}
     for name, anaconv, sphere in VARIANTS:
-        folder = variant_folder(out, name)
         if name in chosen:
             cfg = replace(model_config, anaconv=anaconv, sphere_head=sphere)
-            folds = run_crossval(cases, folder, cfg, train_cfg, sampler_cfg, seeds, bank,
-                                 resume=resume, progress=progress, log=log)
-            results[name] = [m for f in folds for m in f.model]
-        else:
-            finished = load_case_metrics(folder)
-            if finished is not None:
-                results[name] = finished
+            folds = run_crossval(cases, variant_folder(out, name), cfg, train_cfg, sampler_cfg,
+                                 seeds, bank, resume=resume, progress=progress, log=log)
+            computed[name] = [m for f in folds for m in f.model]
+    # read the others only now: another process may have finished them meanwhile
+    results = {}
+    for name, _, _ in VARIANTS:
+        metrics = computed.get(name) or load_case_metrics(variant_folder(out, name))
+        if metrics is not None:
+            results[name] = metrics
     return write_table(table_rows(results), out)

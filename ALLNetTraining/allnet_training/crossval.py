@@ -174,15 +174,12 @@ def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
     unknown = set(holdout or []) - {s for s, _, _ in folds}
     if unknown:
         raise ValueError(f"no cases of held-out subjects {sorted(unknown)}")
-    results = []
-    for s, tr, te in folds:
-        if holdout is None or s in holdout:
-            results.append(run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds,
-                                    bank, resume=resume, progress=progress, device=device, log=log))
-        else:
-            finished = load_fold(out / f"fold_{s}")
-            if finished is not None:
-                results.append(finished)
+    computed = {s: run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds, bank,
+                            resume=resume, progress=progress, device=device, log=log)
+                for s, tr, te in folds if holdout is None or s in holdout}
+    # read the other folds only now: another process may have finished them meanwhile
+    results = [computed.get(s) or load_fold(out / f"fold_{s}") for s, _, _ in folds]
+    results = [r for r in results if r is not None]
     write_reports(results, out)
     return results
 

@@ -34,3 +34,26 @@ def test_ablation_variants_can_run_separately_and_share_one_table(tmp_path):
     assert not (tmp_path / "base").exists()
     md = run_ablation(*args, progress=False, variants=["base"], log=lambda *_: None)
     assert [line.split("|")[1].strip() for line in md.strip().splitlines()[2:]] == ["base", "ALL-Net"]
+
+
+def test_ablation_table_includes_variants_finished_by_another_process_meanwhile(tmp_path, monkeypatch):
+    import shutil
+
+    import allnet_training.ablation as ablation
+
+    cases = [tiny_case(0), tiny_case(1)]
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1)
+    other = tmp_path / "other"
+    run_ablation(cases, other, tiny_model_config(), cfg, tiny_sampler_config(), [0], progress=False,
+                 variants=["base"], log=lambda *_: None)
+    real = ablation.run_crossval
+
+    def while_base_finishes_elsewhere(*args, **kwargs):
+        result = real(*args, **kwargs)
+        shutil.copytree(other / "base", tmp_path / "out" / "base")  # the other process is done
+        return result
+
+    monkeypatch.setattr(ablation, "run_crossval", while_base_finishes_elsewhere)
+    md = run_ablation(cases, tmp_path / "out", tiny_model_config(), cfg, tiny_sampler_config(), [0],
+                      progress=False, variants=["ALL-Net"], log=lambda *_: None)
+    assert [line.split("|")[1].strip() for line in md.strip().splitlines()[2:]] == ["base", "ALL-Net"]
