@@ -4,11 +4,11 @@ Per fold: train (one member per seed) on the other subjects' cases, predict ever
 the held-out subject with ``allnet.inference.predict`` on the whole working-grid volume,
 and score with ``allnet.metrics.evaluate_case``. Predicted lesions smaller than the
 product's minimum (``allnet.lesions.DEFAULT_MIN_LESION_MM3``) are removed first, as
-``allnet segment`` removes them from its output; the reference is left as drawn. The model is scored at the default
-probability threshold 0.5 and at a threshold chosen on the fold's TRAINING cases (the one
-maximising their mean DSC). The baseline thresholds the normalised FLAIR inside the brain
-at the level that maximises the mean DSC over the fold's TRAINING cases. Nothing is tuned
-on the held-out subject.
+``allnet segment`` removes them from its output; the reference is left as drawn. The model
+is scored at the default probability threshold 0.5 and at a threshold chosen on the fold's
+TRAINING cases (the one maximising their mean DSC). The baseline thresholds the normalised
+FLAIR inside the brain at the level that maximises the mean DSC over the fold's TRAINING
+cases. Nothing is tuned on the held-out subject.
 """
 from __future__ import annotations
 
