@@ -17,8 +17,6 @@ either makes a fresh entry instead of reusing a stale one.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 import allnet
+from allnet.atomic import atomic_file
 from allnet.errors import InputError
 
 from .data import Case
@@ -127,18 +126,11 @@ def preprocess_case(case: Case) -> tuple[CachedCase, dict[str, float]]:
 
 def save_cached(cached: CachedCase, path: Path) -> None:
     """Write atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:  # its name ends in .npz, so np.savez adds no suffix
         np.savez(tmp, images=cached.images, anatomy=cached.anatomy, mask=cached.mask,
                  brain=cached.brain, tissue=cached.tissue,
                  present=np.array(cached.present), case_id=np.array(cached.case_id),
                  subject_id=np.array(cached.subject_id))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_cached(path: str | Path) -> CachedCase:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from allnet.atomic import atomic_file
 from allnet.errors import InputError
 
 CASE_LIST_COLUMNS = ("case_id", "subject_id", "t1", "t2", "flair", "mask")
@@ -105,14 +105,11 @@ def write_case_list(cases: list[Case], csv_path: str | Path) -> None:
         except ValueError:  # another drive on Windows
             return str(path)
 
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=csv_path.name, suffix=".tmp", dir=csv_path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+    with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CASE_LIST_COLUMNS)
         for c in cases:
             writer.writerow([c.case_id, c.subject_id, rel(c.t1), rel(c.t2), rel(c.flair), rel(c.mask)])
-    os.replace(tmp, csv_path)
 
 
 def dev_cases(shared_data_dir: str | Path) -> list[Case]:

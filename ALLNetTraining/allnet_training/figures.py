@@ -2,12 +2,11 @@
 same slice under random tissue-contrast augmentation."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from allnet.atomic import atomic_file
 from allnet.synthesis import LesionShapeBank
 
 from .augment import AugmentConfig, tissue_contrast
@@ -66,13 +65,9 @@ def synthetic_example(case: CachedCase, bank: LesionShapeBank, path: str | Path,
 def _save(fig, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=90)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def contrast_example(case: CachedCase, path: str | Path, seeds: tuple[int, ...] = (1, 2, 3),

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from allnet.atomic import atomic_file
 from allnet.model import ALLNet, ModelConfig, save_model_file
 
 from .losses import LossWeights, total_loss
@@ -94,22 +94,13 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
 
 
 def write_log_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -147,11 +138,9 @@ def plot_loss_curves(rows: list[dict[str, float]], path: Path, title: str = "") 
     ax.set_title(title or "training loss")
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def hardware_description(device: torch.device) -> str:
