@@ -12,47 +12,27 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_BATCH_FAILURES, EXIT_INTERNAL, EXIT_OK, AllnetError
-from .progress import ERROR_PREFIX, RESULT_PREFIX, Progress, json_line_sink, terminal_sink
+from .contract import (ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_BATCH_FAILURES, EXIT_CANCELLED,
+                       EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, RESULT_PREFIX, SUMMARY_PLAN_KEY,
+                       RunSettings,
+                       SettingError, add_arguments)
+from .errors import AllnetError, InputError
+from .progress import Progress, json_line_sink, terminal_sink
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``segment`` and ``demo`` (they map 1:1 to pipeline.SegmentOptions)."""
-    from .lesions import DEFAULT_MIN_LESION_MM3
-
-    model = parser.add_argument_group("model and device")
-    model.add_argument("--model", action="append", metavar="FILE",
-                       help="model file (repeat to pool several into one ensemble); default: the bundled model")
-    model.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda or cuda:N")
-    model.add_argument("--ensemble", choices=("full", "fast"), default="full",
-                       help="full: majority vote of all ensemble members; fast: first member only")
-    model.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation (2x time)")
-    lesion = parser.add_argument_group("lesions")
-    lesion.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
-    lesion.add_argument("--min-lesion-mm3", type=float, default=DEFAULT_MIN_LESION_MM3,
-                        help=f"drop lesions smaller than this volume in mm3 (default {DEFAULT_MIN_LESION_MM3:g})")
-    lesion.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26,
-                        help="voxel connectivity that joins a lesion (default 26)")
-    out = parser.add_argument_group("outputs")
-    out.add_argument("--no-probability", action="store_true", help="do not write lesion_probability.nii.gz")
-    out.add_argument("--per-lesion-segments", action="store_true",
-                     help="one segment per lesion in lesions.seg.nrrd (default: one 'MS lesions' segment)")
-    out.add_argument("--save-working-grid", action="store_true",
-                     help="also write the MNI working-grid images and maps to OUT/mni/")
+    """Options shared by ``segment`` and ``demo``: the run settings (generated from
+    ``allnet.contract.RunSettings``) and how progress is shown."""
+    add_arguments(parser)
+    out = parser.add_argument_group("progress and errors")
     out.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
-                     help="bar: progress bar on stderr; json: ALLNET-PROGRESS lines on stdout (for Slicer)")
+                     help="bar: progress bar on stderr; json: ALLNET-PROGRESS lines on stdout "
+                          "(for Slicer); none (default: bar)")
     out.add_argument("--debug", action="store_true", help="show the Python traceback of internal errors")
 
 
-def _options(args: argparse.Namespace, preprocessed: bool = False):
-    from .pipeline import SegmentOptions
-
-    return SegmentOptions(model=args.model, device=args.device, threshold=args.threshold,
-                          min_lesion_mm3=args.min_lesion_mm3, connectivity=args.connectivity,
-                          tta=args.tta, ensemble=args.ensemble, preprocessed=preprocessed,
-                          write_probability=not args.no_probability,
-                          per_lesion_segments=args.per_lesion_segments,
-                          save_working_grid=args.save_working_grid)
+def _options(args: argparse.Namespace) -> RunSettings:
+    return RunSettings.from_namespace(args)
 
 
 def _progress(args: argparse.Namespace) -> Progress:
@@ -80,13 +60,15 @@ def _print_lesions(result, stream=sys.stdout, limit: int = 30) -> None:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
+    from .outputs import check_output_location
     from .pipeline import run_pipeline
 
-    options = _options(args, preprocessed=args.preprocessed)
+    options = _options(args).validate()
+    check_output_location(args.output)
     if args.cohort:
         return _run_cohort(args, options)
     if not (args.t1 and args.flair):
-        raise AllnetError("segment needs --t1 and --flair (T2W optional), or --cohort FOLDER")
+        raise InputError(None, "segment needs --t1 and --flair (T2W optional), or --cohort FOLDER")
     result = run_pipeline(args.t1, args.flair, args.t2, args.output, options, _progress(args))
     _report_result(args, result)
     return EXIT_OK
@@ -130,19 +112,23 @@ def _run_cohort(args: argparse.Namespace, options) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import make_demo_case
-    from .metrics import evaluate_case
-    from .pipeline import run_pipeline
-
     import SimpleITK as sitk
 
+    from .metrics import evaluate_case
+    from .outputs import check_output_location
+    from .pipeline import run_pipeline
+
     out = Path(args.output)
+    options = _options(args).validate()
+    check_output_location(out)
     case = make_demo_case(out / "case", seed=args.seed)
     print(f"demo case (synthetic, native-like geometry) written to {out / 'case'}", file=sys.stderr)
-    result = run_pipeline(case.t1, case.flair, case.t2, out / "result", _options(args),
+    result = run_pipeline(case.t1, case.flair, case.t2, out / "result", options,
                           _progress(args))
     _report_result(args, result)
     truth = sitk.ReadImage(str(case.truth))
-    metrics = evaluate_case(result.mask, truth, connectivity=args.connectivity)
+    metrics = evaluate_case(result.mask, truth,
+                            connectivity=result.summary[SUMMARY_PLAN_KEY]["connectivity"])
     print(f"against the known truth: Dice {metrics.dsc:.3f}, lesion-wise F1 {metrics.lf1:.3f} "
           f"(LTPR {metrics.ltpr:.3f}, LFPR {metrics.lfpr:.3f})")
     return EXIT_OK
@@ -182,8 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--flair", help="FLAIR image (outputs use its grid)")
     inputs.add_argument("--cohort", metavar="FOLDER",
                         help="batch: one sub-folder per case, inputs found by name (t1/t2/flair)")
-    inputs.add_argument("--preprocessed", action="store_true",
-                        help="inputs are already skull-stripped, co-registered and on the MNI 1 mm grid")
     seg.add_argument("-o", "--output", required=True, help="output folder")
     _add_run_options(seg)
     seg.set_defaults(func=_cmd_segment)
@@ -212,10 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or EXIT_OK)
     except AllnetError as error:
         return _fail(str(error), error.exit_code, json_mode)
+    except SettingError as error:
+        return _fail(str(error), EXIT_BAD_INPUT, json_mode)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130, json_mode)
+        return _fail("interrupted", EXIT_CANCELLED, json_mode)
     except MemoryError:
-        return _fail("out of memory: close other programs or use a machine with more RAM", 5, json_mode)
+        return _fail("out of memory: close other programs or use a machine with more RAM",
+                     EXIT_RESOURCES, json_mode)
     except Exception as error:  # noqa: BLE001 - last line of defence: a message, not only a traceback
         if getattr(args, "debug", False):
             traceback.print_exc()

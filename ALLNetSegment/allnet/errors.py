@@ -7,15 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Process exit codes of the `allnet` command (documented in the README).
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_BAD_INPUT = 2
-EXIT_REGISTRATION = 3
-EXIT_MODEL = 4
-EXIT_RESOURCES = 5
-EXIT_BATCH_FAILURES = 6
-EXIT_CANCELLED = 130
+# Process exit codes of the `allnet` command: defined once in allnet.contract.
+from .contract import (EXIT_BAD_INPUT, EXIT_BATCH_FAILURES, EXIT_CANCELLED,  # noqa: F401
+                       EXIT_INTERNAL, EXIT_MODEL, EXIT_OK, EXIT_REGISTRATION, EXIT_RESOURCES,
+                       SettingError)
 
 
 class AllnetError(Exception):

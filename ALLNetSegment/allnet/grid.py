@@ -38,14 +38,34 @@ def array_to_working_image(array: np.ndarray) -> sitk.Image:
     return image
 
 
+def geometry_mismatch(a: sitk.Image, b: sitk.Image, tol_mm: float = 1e-3,
+                      tol_dir: float = 1e-4) -> str | None:
+    """Why two images do not share one voxel grid (size, spacing, origin in LPS mm,
+    direction), or None when they do (within ``tol_mm`` mm and ``tol_dir``)."""
+    def fmt(values) -> str:
+        return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+    if a.GetDimension() != b.GetDimension():
+        return f"dimension {a.GetDimension()} vs {b.GetDimension()}"
+    if tuple(a.GetSize()) != tuple(b.GetSize()):
+        return f"size {tuple(a.GetSize())} vs {tuple(b.GetSize())} voxels"
+    if not np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol_mm):
+        return f"spacing {fmt(a.GetSpacing())} vs {fmt(b.GetSpacing())} mm"
+    if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol_mm):
+        return f"origin {fmt(a.GetOrigin())} vs {fmt(b.GetOrigin())} mm (LPS)"
+    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=tol_dir):
+        return f"direction {fmt(a.GetDirection())} vs {fmt(b.GetDirection())}"
+    return None
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol_mm: float = 1e-3) -> bool:
+    """True when ``a`` and ``b`` share size, spacing, origin and direction."""
+    return geometry_mismatch(a, b, tol_mm) is None
+
+
 def is_on_working_grid(image: sitk.Image, tol_mm: float = 1e-3) -> bool:
     """True when ``image`` has exactly the working grid's size, spacing, origin and direction."""
-    return (
-        tuple(image.GetSize()) == WORKING_SIZE
-        and np.allclose(image.GetSpacing(), WORKING_SPACING, atol=tol_mm)
-        and np.allclose(image.GetOrigin(), WORKING_ORIGIN_LPS, atol=tol_mm)
-        and np.allclose(image.GetDirection(), WORKING_DIRECTION_LPS, atol=1e-4)
-    )
+    return image.GetDimension() == 3 and same_grid(image, working_reference(), tol_mm)
 
 
 def mni_ras_coordinates() -> np.ndarray:

@@ -44,6 +44,9 @@ class Prediction:
     ``probability``: float32 KJI, mean over members and flips of sigmoid(lesion logits),
     zero outside the brain mask. ``mask``: uint8 KJI, 1 where a strict majority of the
     members has probability > threshold (ties count as background), zero outside the brain.
+    ``sphere_probability``: float32 KJI, mean of sigmoid(sphere-head logits) (high near
+    lesion centres; the lesion score of ``allnet.postprocess``), None when the model has
+    no sphere head.
     """
 
     probability: np.ndarray
@@ -55,6 +58,7 @@ class Prediction:
     patch_size: tuple[int, int, int]
     n_windows: int  # windows per member and flip
     crop: tuple[slice, slice, slice]
+    sphere_probability: np.ndarray | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -218,24 +222,34 @@ def _modalities(bundle: ModelBundle, images: np.ndarray,
     return images
 
 
+def _heads(net: ALLNet, image: torch.Tensor, anatomy: torch.Tensor, sphere: bool) -> torch.Tensor:
+    """Logits (n_heads, D, H, W): the lesion head, then the sphere head when asked for and
+    the model has one."""
+    out = net(image, anatomy, sphere=sphere)
+    heads = [out["lesion"]] + ([out["sphere"]] if sphere and out.get("sphere") is not None else [])
+    return torch.cat(heads, dim=1)[0].float()
+
+
 def _run_windows(net: ALLNet, image: torch.Tensor, anatomy: torch.Tensor,
                  patch: tuple[int, int, int], weight: torch.Tensor | None,
-                 on_window: Callable[[], None]) -> torch.Tensor:
-    """Lesion logits (D, H, W) of one network over the crop: one pass, or Gaussian-weighted
-    average of overlapping windows' logits."""
+                 on_window: Callable[[], None], sphere: bool) -> torch.Tensor:
+    """Logits (n_heads, D, H, W) of one network over the crop: one pass, or the
+    Gaussian-weighted average of overlapping windows' logits."""
     shape = tuple(image.shape[2:])
     if patch == shape:
-        logits = net(image, anatomy, sphere=False)["lesion"][0, 0].float()
+        logits = _heads(net, image, anatomy, sphere)
         on_window()
         return logits
-    total = torch.zeros(shape, dtype=torch.float32, device=image.device)
+    total: torch.Tensor | None = None
     norm = torch.zeros(shape, dtype=torch.float32, device=image.device)
     for k in window_starts(shape[0], patch[0]):
         for j in window_starts(shape[1], patch[1]):
             for i in window_starts(shape[2], patch[2]):
                 sl = (slice(k, k + patch[0]), slice(j, j + patch[1]), slice(i, i + patch[2]))
-                out = net(image[(..., *sl)], anatomy[(..., *sl)], sphere=False)["lesion"][0, 0]
-                total[sl] += out.float() * weight
+                out = _heads(net, image[(..., *sl)], anatomy[(..., *sl)], sphere)
+                if total is None:
+                    total = torch.zeros((out.shape[0], *shape), dtype=torch.float32, device=image.device)
+                total[(slice(None), *sl)] += out * weight
                 norm[sl] += weight
                 on_window()
     return total / norm
@@ -293,6 +307,7 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
                             + ("" if whole else f", window {(done[0] - 1) % n_windows + 1}/{n_windows}"))
 
     prob_sum = np.zeros(crop_shape, dtype=np.float32)
+    sphere_sum = np.zeros(crop_shape, dtype=np.float32) if cfg.sphere_head else None
     votes = np.zeros(crop_shape, dtype=np.int32)
     autocast = (torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda"
                 else contextlib.nullcontext())
@@ -302,16 +317,22 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
         weight = None if whole else gaussian_importance(patch).to(dev)
         for index, member in enumerate(members):
             net = fused_for_inference(member).to(dev)
-            member_prob = torch.zeros(crop_shape, dtype=torch.float32, device=dev)
+            member_sum: torch.Tensor | float = 0.0
             for f, flip in enumerate(flips):
                 x = torch.flip(img_t, dims=(4,)) if flip else img_t
                 a = torch.flip(ana_t, dims=(4,)) if flip else ana_t
-                logits = _run_windows(net, x, a, patch, weight, lambda: on_window(index, f))
+                logits = _run_windows(net, x, a, patch, weight, lambda: on_window(index, f),
+                                      sphere=sphere_sum is not None)
                 if flip:
-                    logits = torch.flip(logits, dims=(2,))
-                member_prob += torch.sigmoid(logits.float())
-            member_prob = (member_prob / len(flips)).cpu().numpy()
+                    logits = torch.flip(logits, dims=(3,))
+                member_sum = member_sum + torch.sigmoid(logits.float())
+            member_probs = (member_sum / len(flips)).cpu().numpy()
+            member_prob = member_probs[0]
             prob_sum += member_prob
+            if sphere_sum is not None and member_probs.shape[0] > 1:
+                sphere_sum += member_probs[1]
+            elif sphere_sum is not None:  # a member without sphere output: no lesion scores
+                sphere_sum = None
             votes += member_prob > threshold
             del net
     inside = brain_mask[crop] > 0
@@ -319,7 +340,11 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
     mask = np.zeros(brain_mask.shape, dtype=np.uint8)
     probability[crop] = np.where(inside, prob_sum / len(members), 0.0).astype(np.float32)
     mask[crop] = ((2 * votes > len(members)) & inside).astype(np.uint8)
+    sphere = None
+    if sphere_sum is not None:
+        sphere = np.zeros(brain_mask.shape, dtype=np.float32)
+        sphere[crop] = np.where(inside, sphere_sum / len(members), 0.0).astype(np.float32)
     return Prediction(probability=probability, mask=mask, n_members=len(members),
                       device_used=str(dev), seconds=time.perf_counter() - start,
                       mode="whole" if whole else "sliding", patch_size=tuple(int(p) for p in patch),
-                      n_windows=n_windows, crop=crop)
+                      n_windows=n_windows, crop=crop, sphere_probability=sphere)

@@ -31,7 +31,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .atomic import atomic_file
+from .contract import LESION_COLUMN_NAMES
 from .errors import InputError
+from .grid import same_grid
 
 ZONE_OUTSIDE = 0
 ZONE_DEEP_WM = 1
@@ -62,12 +64,7 @@ DEFAULT_MIN_LESION_MM3 = 10.0
 
 CONNECTIVITIES: dict[int, int] = {6: 1, 18: 2, 26: 3}  # neighbours -> generate_binary_structure rank
 
-CSV_COLUMNS: tuple[str, ...] = (
-    "id", "voxels", "volume_mm3", "location",
-    "centroid_r_mm", "centroid_a_mm", "centroid_s_mm",
-    "bbox_i_min", "bbox_j_min", "bbox_k_min", "bbox_i_max", "bbox_j_max", "bbox_k_max",
-    "mean_prob", "max_prob",
-)
+CSV_COLUMNS: tuple[str, ...] = LESION_COLUMN_NAMES  # defined once in allnet.contract
 
 
 @dataclass(frozen=True)
@@ -84,6 +81,7 @@ class Lesion:
     mean_probability: float | None
     max_probability: float | None
     location: str | None
+    confidence: float | None = None  # lesion score (sphere-head peak, 0-1); None without one
 
 
 def _check_3d_scalar(image: sitk.Image, what: str) -> None:
@@ -92,16 +90,9 @@ def _check_3d_scalar(image: sitk.Image, what: str) -> None:
                                f"{image.GetNumberOfComponentsPerPixel()} component(s))")
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize()
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-5)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6))
-
-
 def _on_grid(image: sitk.Image, reference: sitk.Image, interpolator: int, pixel_type: int) -> np.ndarray:
     """``image`` as a KJI array on ``reference``'s grid (resampled in physical space if needed)."""
-    if not _same_grid(image, reference):
+    if not same_grid(image, reference):
         image = sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0, pixel_type)
     return sitk.GetArrayFromImage(image)
 
@@ -150,11 +141,13 @@ def _location(zone_counts: np.ndarray) -> str | None:
 
 
 def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
-                 zones: sitk.Image | None = None) -> list[Lesion]:
+                 zones: sitk.Image | None = None,
+                 scores: dict[int, float] | None = None) -> list[Lesion]:
     """One :class:`Lesion` per id present in ``labels`` (integer image, 0 = background), in
     increasing id order. ``probability`` (lesion probability 0-1) and ``zones`` (zone codes)
     may lie on any grid: they are resampled onto ``labels`` in physical space (linear and
-    nearest neighbour) when their geometry differs."""
+    nearest neighbour) when their geometry differs. ``scores``: lesion id -> lesion score
+    (``allnet.postprocess``), shown as the lesion's confidence."""
     _check_3d_scalar(labels, "lesion labels")
     lab = sitk.GetArrayViewFromImage(labels)
     if not np.issubdtype(lab.dtype, np.integer):
@@ -206,6 +199,7 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
             mean_probability=None if mean_p is None else float(mean_p[row]),
             max_probability=None if max_p is None else float(max_p[row]),
             location=None if zone_counts is None else _location(zone_counts[lid]),
+            confidence=None if not scores or int(lid) not in scores else float(scores[int(lid)]),
         ))
     return table
 
@@ -243,6 +237,7 @@ def table_rows(lesions: list[Lesion]) -> list[dict]:
             "bbox_i_max": i1, "bbox_j_max": j1, "bbox_k_max": k1,
             "mean_prob": None if les.mean_probability is None else round(les.mean_probability, 4),
             "max_prob": None if les.max_probability is None else round(les.max_probability, 4),
+            "confidence": None if les.confidence is None else round(les.confidence, 4),
         })
     return rows
 

@@ -20,6 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage, optimize, stats
 
+from .grid import geometry_mismatch  # noqa: F401  (part of this module's API)
+
 CONNECTIVITIES = (6, 18, 26)
 DEFAULT_CONNECTIVITY = 18
 # Per-case numbers that summaries average and paired tests compare (volumes in mL).
@@ -117,25 +119,6 @@ class CaseMetrics:
         for name in ("isbi_partial", "ref_volume_ml", "pred_volume_ml", "abs_volume_diff_ml"):
             row[name] = getattr(self, name)
         return row
-
-
-def geometry_mismatch(a: sitk.Image, b: sitk.Image, tol_mm: float = 1e-3, tol_dir: float = 1e-4) -> str | None:
-    """Why two images do not share one voxel grid (size, spacing, origin, direction), or None."""
-    if a.GetDimension() != b.GetDimension():
-        return f"dimension {a.GetDimension()} vs {b.GetDimension()}"
-    if tuple(a.GetSize()) != tuple(b.GetSize()):
-        return f"size {tuple(a.GetSize())} vs {tuple(b.GetSize())} voxels"
-    if not np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol_mm):
-        return f"spacing {_fmt(a.GetSpacing())} vs {_fmt(b.GetSpacing())} mm"
-    if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol_mm):
-        return f"origin {_fmt(a.GetOrigin())} vs {_fmt(b.GetOrigin())} mm (LPS)"
-    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=tol_dir):
-        return f"direction {_fmt(a.GetDirection())} vs {_fmt(b.GetDirection())}"
-    return None
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
 def as_mask_array(mask: np.ndarray | sitk.Image) -> tuple[np.ndarray, tuple[float, ...] | None]:

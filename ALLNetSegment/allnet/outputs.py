@@ -1,17 +1,21 @@
-"""Writes the result files of one segmentation run (all in the input FLAIR's geometry).
+"""Writes the result files of one segmentation run (all in the input FLAIR's geometry),
+and checks an output location before a run starts.
 
-The caller writes into a temporary folder and renames it into place
-(``allnet.io.atomic_output_dir``), so a failed run leaves no partial outputs.
+The pipeline writes into a temporary folder and renames it into place
+(``allnet.io.atomic_output_dir``), so a failed run leaves no partial outputs; each file
+is also written under a temporary name and renamed (``allnet.atomic``).
 
-Files (names fixed: the Slicer module and batch mode rely on them):
+File names, CSV columns and exit codes are defined once in ``allnet.contract``:
 ``lesion_mask.nii.gz`` uint8 0/1; ``lesion_probability.nii.gz`` float32 in [0, 1];
 ``lesion_labels.nii.gz`` uint16 lesion ids matching ``lesions.csv``; ``lesion_zones.nii.gz``
 uint8 location zones (``allnet.lesions`` codes); ``lesions.seg.nrrd`` Slicer segmentation;
-``lesions.csv``; ``summary.json``. Optional ``mni/`` holds the working-grid versions.
+``lesions.csv``; ``summary.json`` (its ``outputs`` entry lists what was written). Optional
+``mni/`` holds the working-grid versions.
 """
 from __future__ import annotations
 
-import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +23,41 @@ import SimpleITK as sitk
 import slicerio
 
 from . import terminology
+from .atomic import atomic_file, write_json_atomic
+from .contract import (LABELS_FILE, MASK_FILE, OUTPUT_FILES, PROBABILITY_FILE,  # noqa: F401
+                       SEGMENTATION_FILE, SUMMARY_FILE, TABLE_FILE, WORKING_DIR, ZONES_FILE)
+from .errors import InputError
+from .grid import array_to_working_image
+from .io import write_image_atomic
 
-MASK_FILE = "lesion_mask.nii.gz"
-PROBABILITY_FILE = "lesion_probability.nii.gz"
-LABELS_FILE = "lesion_labels.nii.gz"
-ZONES_FILE = "lesion_zones.nii.gz"
-SEGMENTATION_FILE = "lesions.seg.nrrd"
-TABLE_FILE = "lesions.csv"
-SUMMARY_FILE = "summary.json"
-WORKING_DIR = "mni"
+# Free disk space a run needs at its output location: a native case's outputs plus the
+# working-grid folder take about 60 MB; the margin covers large native FLAIRs.
+MIN_FREE_BYTES = 200 * 2**20
+
+
+def check_output_location(path: str | Path) -> Path:
+    """Refuse, before any computation, an output folder that cannot be written.
+
+    Raises InputError naming ``path`` when it exists and is not a folder, when the nearest
+    existing folder on its path is not writable, or when that disk has less than
+    ``MIN_FREE_BYTES`` free. Creates nothing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "output path exists and is not a folder; give a folder name")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(path, f"cannot create the output folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(path, f"output location is not writable ({existing}: permission denied)")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise InputError(path, f"not enough free disk space at the output location: "
+                               f"{free / 2**20:.0f} MiB free, a run needs about "
+                               f"{MIN_FREE_BYTES / 2**20:.0f} MiB")
+    return path
 
 
 def ijk_to_lps_matrix(image: sitk.Image) -> np.ndarray:
@@ -68,17 +98,39 @@ def _lesion_colors(n: int) -> list[list[float]]:
 
 
 def write_json(data: dict, path: Path) -> None:
-    """Write JSON with numpy scalars and paths converted to plain values."""
-    Path(path).write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    """Write JSON with numpy values and paths converted to plain values (atomically)."""
+    write_json_atomic(path, data)
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.ndarray,)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def write_result_files(folder: Path, result, settings, working: dict[str, np.ndarray] | None = None
+                       ) -> dict[str, str]:
+    """Write the image, segmentation and table files of ``result`` (a
+    ``pipeline.SegmentationResult``) into ``folder``; returns ``{key: file name}`` for
+    ``summary.json["outputs"]`` (keys of ``allnet.contract.OUTPUT_FILES``; the summary
+    itself is added by the caller). ``working``: working-grid KJI arrays for ``mni/``."""
+    from .lesions import write_lesions_csv
+
+    folder = Path(folder)
+    files = {"mask": MASK_FILE, "labels": LABELS_FILE, "zones": ZONES_FILE,
+             "segmentation": SEGMENTATION_FILE, "table": TABLE_FILE}
+    write_image_atomic(result.mask, folder / MASK_FILE)
+    write_image_atomic(sitk.Cast(result.labels, sitk.sitkUInt16), folder / LABELS_FILE)
+    write_image_atomic(result.zones, folder / ZONES_FILE)
+    if settings.write_probability:
+        write_image_atomic(result.probability, folder / PROBABILITY_FILE)
+        files["probability"] = PROBABILITY_FILE
+    with atomic_file(folder / SEGMENTATION_FILE) as tmp:
+        write_segmentation_nrrd(tmp, result.labels, [lesion.id for lesion in result.lesions],
+                                per_lesion=settings.per_lesion_segments)
+    write_lesions_csv(result.lesions, folder / TABLE_FILE)
+    if working:
+        for name, array in working.items():
+            write_image_atomic(array_to_working_image(array), folder / WORKING_DIR / f"{name}.nii.gz")
+        files["working_grid"] = WORKING_DIR
+    return files
+
+
+def write_summary(folder: Path, summary: dict) -> str:
+    """Write ``summary.json`` into ``folder``; returns its file name."""
+    write_json_atomic(Path(folder) / SUMMARY_FILE, summary)
+    return SUMMARY_FILE

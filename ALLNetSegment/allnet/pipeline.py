@@ -17,48 +17,23 @@ import SimpleITK as sitk
 
 from . import __version__, outputs
 from .anatomy import compute_anatomy
-from .errors import InputError, ModelError
+from .contract import SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings, SettingError, stage_span
+from .errors import ModelError
 from .grid import array_to_working_image
 from .inference import predict
 from .io import atomic_output_dir, read_image
-from .lesions import (DEFAULT_MIN_LESION_MM3, Lesion, label_lesions, lesion_table, lesion_totals,
-                      write_lesions_csv)
+from .lesions import Lesion, lesion_table, lesion_totals
 from .model import ModelBundle, bundled_model_path, load_model_file
+from .plan import PLAN_META_KEY, InferencePlan, ResolvedPlan, resolve_plan
+from .postprocess import postprocess
 from .preprocessing.pipeline import PreprocessedCase, preprocess
 from .progress import Progress
 
 ImageInput = "str | Path | sitk.Image"
 
 
-@dataclass
-class SegmentOptions:
-    """Settings of one run. ``model``: one or more model files (their members are pooled
-    into one majority-vote ensemble); None = the bundled model."""
-
-    model: list[str] | str | None = None
-    device: str = "auto"
-    threshold: float = 0.5
-    min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3
-    connectivity: int = 26
-    tta: bool = False
-    ensemble: str = "full"
-    preprocessed: bool = False
-    write_probability: bool = True
-    per_lesion_segments: bool = False
-    save_working_grid: bool = False
-
-    def validate(self) -> None:
-        """Raise InputError for out-of-range settings (named as the CLI option)."""
-        if not 0.0 < self.threshold < 1.0:
-            raise InputError(None, f"--threshold must be between 0 and 1, got {self.threshold}")
-        if self.min_lesion_mm3 < 0:
-            raise InputError(None, f"--min-lesion-mm3 must be >= 0, got {self.min_lesion_mm3}")
-        if self.connectivity not in (6, 18, 26):
-            raise InputError(None, f"--connectivity must be 6, 18 or 26, got {self.connectivity}")
-        if self.ensemble not in ("full", "fast"):
-            raise InputError(None, f"--ensemble must be 'full' or 'fast', got {self.ensemble!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise InputError(None, f"--device must be auto, cpu or cuda, got {self.device!r}")
+# The run settings are defined once, in allnet.contract; this name stays for API users.
+SegmentOptions = RunSettings
 
 
 @dataclass
@@ -105,6 +80,18 @@ def _architecture(bundle: ModelBundle) -> dict:
     return {k: v for k, v in bundle.config.to_dict().items() if k not in ("meta", "version")}
 
 
+def model_plan(bundle: ModelBundle) -> dict:
+    """The inference plan stored in a model file (grid and normalisation from its config);
+    ModelError naming the file when this version cannot apply it."""
+    stored = dict((bundle.meta or {}).get(PLAN_META_KEY) or {})
+    stored |= {"grid": bundle.config.grid, "normalisation": bundle.config.normalisation}
+    try:
+        InferencePlan.from_dict(stored)
+    except (SettingError, TypeError) as exc:
+        raise ModelError(f"{bundle.path or 'model'}: unusable inference plan: {exc}") from None
+    return stored
+
+
 def _read_inputs(t1: ImageInput, flair: ImageInput, t2: ImageInput | None
                  ) -> tuple[dict[str, sitk.Image], dict[str, str]]:
     images, names = {}, {}
@@ -127,61 +114,95 @@ def _to_native(array: np.ndarray, case: PreprocessedCase, interpolator: int,
 
 
 def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None,
-                 output_dir: str | Path | None = None, options: SegmentOptions | None = None,
+                 output_dir: str | Path | None = None, options: RunSettings | None = None,
                  progress: Progress | None = None) -> SegmentationResult:
     """Segment MS lesions; write the output files to ``output_dir`` when given.
 
     ``t1``/``flair``/``t2`` are file paths, DICOM folders or SimpleITK images (T2W optional).
-    Outputs appear only when the whole run succeeded (built in a temporary sibling folder).
+    Settings and output location are checked before any computation; outputs appear only
+    when the whole run succeeded (built in a temporary sibling folder).
     """
-    options = options or SegmentOptions()
-    options.validate()
+    settings = (options or RunSettings()).validate()
+    if output_dir is not None:
+        outputs.check_output_location(output_dir)
     progress = progress or Progress()
     started = time.perf_counter()
     warnings: list[str] = []
 
-    progress.stage("loading model", 0.0, "loading model")
-    bundle, model_paths = load_models(options.model)
-    progress.stage("reading inputs", 0.02, "reading and checking images")
+    progress.stage("loading model", message="loading model")
+    bundle, model_paths = load_models(settings.model)
+    resolved = resolve_plan(model_plan(bundle), settings)
+    progress.stage("reading inputs", message="reading and checking images")
     images, names = _read_inputs(t1, flair, t2)
     if "t2" not in images:
         warnings.append("T2W not given: segmented from T1W and FLAIR only (T2W channel set to zero)")
 
     case = preprocess(images["t1"], images["flair"], images.get("t2"),
-                      already_in_mni=options.preprocessed, paths=names, progress=progress,
-                      device=options.device, fraction_span=(0.03, 0.55))
-    progress.stage("anatomy", 0.55, "tissue segmentation and anatomy maps")
+                      already_in_mni=settings.preprocessed, paths=names, progress=progress,
+                      device=settings.device, fraction_span=stage_span("preprocessing"))
+    progress.stage("anatomy", message="tissue segmentation and anatomy maps")
     anatomy = compute_anatomy(case.images["t1"], case.brain_mask)
 
-    progress.stage("network", 0.62, f"running {len(bundle.members)} model(s)")
+    progress.stage("network", message=f"running {len(bundle.members)} model(s)")
     stack = np.stack([case.images.get(m, np.zeros_like(case.images["flair"]))
                       for m in bundle.config.modalities]).astype(np.float32)
     with py_warnings.catch_warnings(record=True) as caught:
         py_warnings.simplefilter("always")
-        prediction = predict(bundle, stack, anatomy.channels, case.brain_mask, device=options.device,
-                             ensemble=options.ensemble, tta=options.tta, threshold=options.threshold,
-                             progress=progress, progress_span=(0.62, 0.9),
+        prediction = predict(bundle, stack, anatomy.channels, case.brain_mask, device=settings.device,
+                             ensemble=settings.ensemble, tta=settings.tta,
+                             threshold=resolved.plan.threshold, progress=progress,
+                             progress_span=stage_span("network"),
                              modalities_present=case.modalities_present)
     warnings += [str(w.message) for w in caught]  # e.g. a modality missing for a model not trained so
 
-    progress.stage("lesion analysis", 0.9, "resampling to the FLAIR grid and measuring lesions")
+    progress.stage("lesion analysis", message="resampling to the FLAIR grid and measuring lesions")
     probability = _to_native(prediction.probability, case, sitk.sitkLinear, sitk.sitkFloat32)
-    # Linear interpolation of the binary vote, cut at 0.5, keeps lesion borders sub-voxel smooth.
+    # Linear interpolation of the binary vote, cut at 0.5 in postprocess, keeps lesion
+    # borders sub-voxel smooth.
     vote = _to_native(prediction.mask.astype(np.float32), case, sitk.sitkLinear, sitk.sitkFloat32)
     zones = _to_native(anatomy.zones, case, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
-    labels = label_lesions(vote >= 0.5, connectivity=options.connectivity,
-                           min_size_mm3=options.min_lesion_mm3)
-    mask = sitk.Cast(labels > 0, sitk.sitkUInt8)
-    lesions = lesion_table(labels, probability, zones)
+    score_map = (None if prediction.sphere_probability is None else
+                 _to_native(prediction.sphere_probability, case, sitk.sitkLinear, sitk.sitkFloat32))
+    found = postprocess(vote, resolved.plan, score_map)
+    mask = sitk.Cast(found.labels > 0, sitk.sitkUInt8)
+    lesions = lesion_table(found.labels, probability, zones, found.scores)
     totals = lesion_totals(lesions)
+    if score_map is None and resolved.plan.lesion_score_threshold > 0:
+        warnings.append("the model has no sphere head: the lesion-score threshold was not applied")
 
-    summary = {
+    summary = _summary(settings, bundle, model_paths, names, case, prediction, resolved,
+                       found.dropped_by_score, totals, warnings)
+    result = SegmentationResult(mask=mask, labels=found.labels, probability=probability,
+                                zones=zones, lesions=lesions, totals=totals, summary=summary)
+    if output_dir is not None:
+        progress.stage("writing", message=f"writing outputs to {output_dir}")
+        output_dir = Path(output_dir)
+        working = _working_arrays(case, prediction, anatomy) if settings.save_working_grid else None
+        with atomic_output_dir(output_dir) as tmp:
+            files = outputs.write_result_files(Path(tmp), result, settings, working)
+            _finish(progress, summary, started, case, totals)
+            summary[SUMMARY_OUTPUTS_KEY] = files | {"summary": outputs.SUMMARY_FILE}
+            outputs.write_summary(Path(tmp), summary)
+        result.output_dir = output_dir
+        result.files = {key: output_dir / name for key, name in summary[SUMMARY_OUTPUTS_KEY].items()}
+    else:
+        _finish(progress, summary, started, case, totals)
+    return result
+
+
+def _summary(settings: RunSettings, bundle: ModelBundle, model_paths: list[str], names: dict,
+             case: PreprocessedCase, prediction, resolved: ResolvedPlan, dropped_by_score: int,
+             totals: dict, warnings: list[str]) -> dict:
+    """summary.json content (timings and the output list are added when they are known)."""
+    return {
         "allnet_version": __version__,
         "model": {"files": model_paths, "members": len(bundle.members),
                   "members_used": prediction.n_members, **_model_meta(bundle)},
         "inputs": names,
         "modalities_present": case.modalities_present,
-        "settings": asdict(options) | {"model": model_paths},
+        "settings": asdict(settings) | {"model": model_paths},
+        SUMMARY_PLAN_KEY: resolved.to_dict() | {"lesions_dropped_by_score": dropped_by_score,
+                                                "lesion_scores": prediction.sphere_probability is not None},
         "device": prediction.device_used,
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
         "totals": totals,
@@ -189,22 +210,15 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
         "warnings": warnings,
         "coordinate_system": "outputs on the input FLAIR grid; centroids in RAS mm of its physical space",
     }
-    result = SegmentationResult(mask=mask, labels=labels, probability=probability, zones=zones,
-                                lesions=lesions, totals=totals, summary=summary)
-    done_message = f"{totals['count']} lesions, {totals['total_volume_ml']:.2f} mL"
 
-    def finish() -> None:
-        progress.finish(done_message)
-        timings = dict(progress.timings, total=time.perf_counter() - started)
-        summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-        summary["preprocessing_timings_s"] = {k: round(v, 3) for k, v in case.timings.items()}
 
-    if output_dir is None:
-        finish()
-    else:
-        progress.stage("writing", 0.97, f"writing outputs to {output_dir}")
-        _write(result, Path(output_dir), options, case, prediction, anatomy, finish)
-    return result
+def _finish(progress: Progress, summary: dict, started: float, case: PreprocessedCase,
+            totals: dict) -> None:
+    """Close the timers and put them into the summary."""
+    progress.finish(f"{totals['count']} lesions, {totals['total_volume_ml']:.2f} mL")
+    timings = dict(progress.timings, total=time.perf_counter() - started)
+    summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    summary["preprocessing_timings_s"] = {k: round(v, 3) for k, v in case.timings.items()}
 
 
 def _model_meta(bundle: ModelBundle) -> dict:
@@ -217,51 +231,19 @@ def _model_meta(bundle: ModelBundle) -> dict:
             "training_data": meta.get("training_data")}
 
 
-def _write(result: SegmentationResult, output_dir: Path, options: SegmentOptions,
-           case: PreprocessedCase, prediction, anatomy, finish) -> None:
-    """Write all files into a temporary sibling folder, then move them into ``output_dir``.
-
-    ``finish`` closes the timers just before summary.json is written, so it holds them all.
-    """
-    with atomic_output_dir(output_dir) as tmp:
-        tmp = Path(tmp)
-        files = {
-            "mask": outputs.MASK_FILE, "labels": outputs.LABELS_FILE, "zones": outputs.ZONES_FILE,
-            "segmentation": outputs.SEGMENTATION_FILE, "table": outputs.TABLE_FILE,
-            "summary": outputs.SUMMARY_FILE,
-        }
-        sitk.WriteImage(result.mask, str(tmp / outputs.MASK_FILE), True)
-        sitk.WriteImage(sitk.Cast(result.labels, sitk.sitkUInt16), str(tmp / outputs.LABELS_FILE), True)
-        sitk.WriteImage(result.zones, str(tmp / outputs.ZONES_FILE), True)
-        if options.write_probability:
-            sitk.WriteImage(result.probability, str(tmp / outputs.PROBABILITY_FILE), True)
-            files["probability"] = outputs.PROBABILITY_FILE
-        outputs.write_segmentation_nrrd(tmp / outputs.SEGMENTATION_FILE, result.labels,
-                                        [lesion.id for lesion in result.lesions],
-                                        per_lesion=options.per_lesion_segments)
-        write_lesions_csv(result.lesions, tmp / outputs.TABLE_FILE)
-        if options.save_working_grid:
-            _write_working(tmp / outputs.WORKING_DIR, case, prediction, anatomy)
-            files["working_grid"] = outputs.WORKING_DIR
-        result.summary["outputs"] = files
-        finish()
-        outputs.write_json(result.summary, tmp / outputs.SUMMARY_FILE)
-    result.output_dir = output_dir
-    result.files = {key: output_dir / name for key, name in files.items()}
-
-
-def _write_working(folder: Path, case: PreprocessedCase, prediction, anatomy) -> None:
+def _working_arrays(case: PreprocessedCase, prediction, anatomy) -> dict[str, np.ndarray]:
     """The MNI working-grid versions: preprocessed images, brain mask, maps, prediction."""
-    folder.mkdir(parents=True, exist_ok=True)
     arrays = {f"{name}_preprocessed": image for name, image in case.images.items()}
     arrays |= {"brain_mask": case.brain_mask, "tissue": anatomy.tissue, "zones": anatomy.zones,
                "lesion_probability": prediction.probability, "lesion_mask": prediction.mask}
-    for name, array in arrays.items():
-        sitk.WriteImage(array_to_working_image(array), str(folder / f"{name}.nii.gz"), True)
+    if prediction.sphere_probability is not None:
+        arrays["lesion_score_map"] = prediction.sphere_probability
+    return arrays
 
 
 def segment(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None,
             output_dir: str | Path | None = None, *, progress: Progress | None = None,
             **options) -> SegmentationResult:
-    """Python API: ``allnet.segment(t1, flair, t2=None, output_dir=None, **SegmentOptions)``."""
-    return run_pipeline(t1, flair, t2, output_dir, SegmentOptions(**options), progress)
+    """Python API: ``allnet.segment(t1, flair, t2=None, output_dir=None, **settings)``; the
+    keyword arguments are the fields of ``allnet.contract.RunSettings``."""
+    return run_pipeline(t1, flair, t2, output_dir, RunSettings(**options), progress)

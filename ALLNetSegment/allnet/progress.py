@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .contract import ERROR_PREFIX, PROGRESS_PREFIX, RESULT_PREFIX, STAGES
 from .errors import CancelledError
 
-PROGRESS_PREFIX = "ALLNET-PROGRESS "
-RESULT_PREFIX = "ALLNET-RESULT "
-ERROR_PREFIX = "ALLNET-ERROR "
+__all__ = ["ERROR_PREFIX", "PROGRESS_PREFIX", "RESULT_PREFIX", "Progress", "json_line_sink",
+           "parse_line", "terminal_sink"]
 
 Sink = Callable[[str, float, str], "bool | None"]
 
@@ -31,8 +31,11 @@ class Progress:
         self._stage_start = 0.0
         self._fraction = 0.0
 
-    def stage(self, name: str, fraction: float, message: str = "") -> None:
-        """Start stage ``name`` at overall ``fraction``; closes the previous stage's timer."""
+    def stage(self, name: str, fraction: float | None = None, message: str = "") -> None:
+        """Start stage ``name`` at overall ``fraction`` (default: where ``allnet.contract.STAGES``
+        puts it); closes the previous stage's timer."""
+        if fraction is None:
+            fraction = STAGES[name]
         self._close_stage()
         self._stage, self._stage_start = name, time.perf_counter()
         self.update(fraction, message or name)

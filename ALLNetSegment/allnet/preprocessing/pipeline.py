@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..grid import WORKING_SPACING, is_on_working_grid, working_reference
+from ..contract import PREPROCESSING_STEPS
 from ..progress import Progress
 from ..templates import load_template
 from ..validation import check_brain_volume
@@ -35,10 +36,8 @@ from .bias import correct_bias
 from .brain import extract_brain, mask_volume_ml
 from .intensity import normalise
 
-# Overall-progress fractions (within ``fraction_span``) at which each step starts, keyed by
-# the timing key (the stage name, or the step inside a stage).
-_STEP_STARTS = {"brain extraction": 0.0, "registration to FLAIR": 0.35,
-                "bias correction": 0.5, "registration to MNI": 0.7, "resampling": 0.9}
+# Where each step starts inside ``fraction_span``: declared with the other stages.
+_STEP_STARTS = PREPROCESSING_STEPS
 
 
 @dataclass

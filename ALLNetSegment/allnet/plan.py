@@ -1,0 +1,94 @@
+"""The model's inference plan: how a model's output becomes lesions.
+
+A model file carries its plan (``meta["inference_plan"]``, written by ``allnet-train``):
+the grid and intensity normalisation the model was trained on, and the post-processing
+values chosen for it on out-of-fold predictions (probability threshold, connectivity,
+minimum lesion size, lesion-score threshold). ``allnet segment``, cross-validation and
+``allnet evaluate`` all read it from there and apply it through
+:func:`allnet.postprocess.postprocess`. Run settings override single values; the summary
+records every value used and where it came from.
+
+Standard library only (the Slicer GUI process reads the defaults).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .contract import RunSettings, SettingError
+
+PLAN_META_KEY = "inference_plan"
+GRID_MNI152_1MM = "mni152_1mm"
+NORMALISATION_ROBUST_ZSCORE = "robust-zscore"
+SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
+SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE,)
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """Post-processing of one model. ``threshold``: probability above which a member votes
+    lesion; ``connectivity``: 6, 18 or 26 neighbours join a lesion; ``min_lesion_mm3``:
+    smaller lesions are dropped (mm3, measured on the output grid); ``lesion_score_threshold``:
+    lesions whose sphere-head peak (0-1) is below it are dropped (0 keeps all);
+    ``grid``/``normalisation``: what the model's inputs must be."""
+
+    threshold: float = 0.5
+    connectivity: int = 26
+    # MAGNIMS counts lesions of >= 3 mm in their long axis; an ellipsoid of 3 x 2.5 x 2.5 mm
+    # holds 9.8 mm3. 10 mm3 also drops the 1-9 voxel specks a voxel classifier leaves.
+    min_lesion_mm3: float = 10.0
+    lesion_score_threshold: float = 0.0
+    grid: str = GRID_MNI152_1MM
+    normalisation: str = NORMALISATION_ROBUST_ZSCORE
+
+    def __post_init__(self) -> None:
+        overrides = {k: getattr(self, k) for k in POSTPROCESSING_KEYS}
+        RunSettings(**overrides).validate()  # same ranges as the run settings
+        if self.grid not in SUPPORTED_GRIDS:
+            raise SettingError("grid", f"must be one of {SUPPORTED_GRIDS}, got {self.grid!r}")
+        if self.normalisation not in SUPPORTED_NORMALISATIONS:
+            raise SettingError("normalisation", f"must be one of {SUPPORTED_NORMALISATIONS}, "
+                                                f"got {self.normalisation!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> InferencePlan:
+        """A plan from a model file's dict; missing keys take the defaults, unknown keys are
+        refused (a newer plan this version cannot apply)."""
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingError("inference_plan", f"has entries this version does not know: {unknown}")
+        return cls(**data)
+
+
+# The plan entries a run setting may override (the names are RunSettings fields).
+POSTPROCESSING_KEYS: tuple[str, ...] = ("threshold", "connectivity", "min_lesion_mm3",
+                                        "lesion_score_threshold")
+DEFAULT_PLAN = InferencePlan()
+
+
+@dataclass(frozen=True)
+class ResolvedPlan:
+    """The plan a run applies, with the source of each post-processing value:
+    'model' (the model file's plan), 'default' (model without a plan), 'setting' (user)."""
+
+    plan: InferencePlan
+    sources: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.plan.to_dict(), "sources": dict(self.sources)}
+
+
+def resolve_plan(model_plan: dict[str, Any] | None, settings: RunSettings) -> ResolvedPlan:
+    """The model's plan (or the defaults when the model has none) with ``settings`` applied."""
+    base = InferencePlan.from_dict(model_plan)
+    given = set(model_plan or {})
+    overrides = settings.plan_overrides()
+    sources = {key: "setting" if key in overrides else "model" if key in given else "default"
+               for key in POSTPROCESSING_KEYS}
+    return ResolvedPlan(dataclasses.replace(base, **overrides), sources)
