@@ -12,9 +12,9 @@ import slicer
 
 from .LesionTable import lesionMaskImage, writeCsv
 
-MASK_NAME = "lesion_mask.nii.gz"
-SEGMENTATION_NAME = "lesions.seg.nrrd"
-TABLE_NAME = "lesions.csv"
+from allnet.contract import MASK_FILE as MASK_NAME  # the same names as a core run's files
+from allnet.contract import SEGMENTATION_FILE as SEGMENTATION_NAME
+from allnet.contract import TABLE_FILE as TABLE_NAME
 
 
 def exportResults(segmentationNode, referenceVolumeNode, rows: list[dict], folder: str | Path) -> dict[str, Path]:

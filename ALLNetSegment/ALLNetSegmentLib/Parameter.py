@@ -1,14 +1,48 @@
-"""Module parameters: the scene-saved parameter node and the plain settings sent to the core CLI."""
+"""Module parameters: the scene-saved parameter node, and the settings of one run.
+
+What a run means (fields, defaults, ranges, validation, the command-line options) is the
+core's ``allnet.contract.RunSettings``; the parameter node only stores the panel's values
+under Slicer-style names (``PANEL_SETTINGS``) and takes its defaults and ranges from the
+contract and from the default inference plan (``allnet.plan``). Both core modules are
+standard-library only, so importing them here does not load numpy or torch.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Annotated
 
+from allnet.contract import RunSettings, setting_choices, setting_range
+from allnet.plan import DEFAULT_PLAN
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-DEVICES = ["auto", "cpu", "cuda"]
-ENSEMBLES = ["full", "fast"]
+# The devices the panel offers (the core accepts any cuda:N; four GPUs cover workstations).
+DEVICES = ["auto", "cpu", "cuda", "cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+ENSEMBLES = list(setting_choices("ensemble"))
+CONNECTIVITIES = list(setting_choices("connectivity"))
+
+# RunSettings field -> parameter-node name, for every setting the panel shows.
+PANEL_SETTINGS: dict[str, str] = {
+    "device": "device",
+    "ensemble": "ensemble",
+    "tta": "tta",
+    "threshold": "threshold",
+    "min_lesion_mm3": "minLesionSizeMm3",
+    "connectivity": "connectivity",
+    "lesion_score_threshold": "lesionScoreThreshold",
+    "preprocessed": "preprocessed",
+}
+# RunSettings fields the panel does not show, and why (a contract test checks that every
+# field is either here or in PANEL_SETTINGS).
+NOT_ON_PANEL: dict[str, str] = {
+    "model": "the panel runs the bundled model",
+    "write_probability": "the lesion table needs the probability file; keepProbability decides loading",
+    "per_lesion_segments": "the panel imports the mask through its colour table",
+    "save_working_grid": "working-grid files are for command-line users",
+}
+# Post-processing settings: sent only when the user turns off "use the model's plan".
+PLAN_SETTINGS = ("threshold", "min_lesion_mm3", "connectivity", "lesion_score_threshold")
 
 
 @parameterNodeWrapper
@@ -16,67 +50,55 @@ class ALLNetSegmentParameterNode:
     """Inputs, output and options of one ALLNet run, bound to the panel by ``SlicerParameterName``.
 
     t1Volume, t2Volume (optional), flairVolume: input MR volumes; outputSegmentation: result.
-    threshold: lesion probability threshold (0-1). minLesionSizeMm3: smallest kept lesion (mm3).
-    tta: left-right flip test-time augmentation. ensemble: "full" (all models) or "fast" (one).
-    device: "auto", "cpu" or "cuda". preprocessed: inputs already skull-stripped, bias-corrected
-    and co-registered on the MNI grid. keepProbability: load the probability map as a volume.
+    useModelPlan: apply the model's own post-processing (threshold, minimum size,
+    connectivity, lesion-score threshold); otherwise the four values below are sent.
+    tta, ensemble, device, preprocessed: see ``allnet.contract.RunSettings``.
+    keepProbability: load the probability map as a volume.
     """
 
     t1Volume: vtkMRMLScalarVolumeNode
     t2Volume: vtkMRMLScalarVolumeNode
     flairVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
-    threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
-    minLesionSizeMm3: Annotated[float, WithinRange(0.0, 1000.0)] = 10.0  # allnet.lesions.DEFAULT_MIN_LESION_MM3
-    tta: bool = False
-    ensemble: Annotated[str, Choice(ENSEMBLES)] = "full"
-    device: Annotated[str, Choice(DEVICES)] = "auto"
-    preprocessed: bool = False
+    useModelPlan: bool = True
+    threshold: Annotated[float, WithinRange(*setting_range("threshold"))] = DEFAULT_PLAN.threshold
+    minLesionSizeMm3: Annotated[float, WithinRange(*setting_range("min_lesion_mm3"))] = DEFAULT_PLAN.min_lesion_mm3
+    connectivity: Annotated[int, Choice(CONNECTIVITIES)] = DEFAULT_PLAN.connectivity
+    lesionScoreThreshold: Annotated[float, WithinRange(*setting_range("lesion_score_threshold"))] = \
+        DEFAULT_PLAN.lesion_score_threshold
+    tta: bool = RunSettings.tta
+    ensemble: Annotated[str, Choice(ENSEMBLES)] = RunSettings.ensemble
+    device: Annotated[str, Choice(DEVICES)] = RunSettings.device
+    preprocessed: bool = RunSettings.preprocessed
     keepProbability: bool = True
 
 
 @dataclass(frozen=True)
 class SegmentationSettings:
-    """Options of one run, independent of MRML; ``cliArgs`` gives the ``allnet segment`` options."""
+    """One run from Slicer: the core's run settings plus what only the panel decides
+    (whether to load the probability map). ``cliArgs`` gives the ``allnet segment`` options."""
 
-    threshold: float = 0.5
-    minLesionSizeMm3: float = 10.0
-    tta: bool = False
-    ensemble: str = "full"
-    device: str = "auto"
-    preprocessed: bool = False
+    run: RunSettings = field(default_factory=RunSettings)
     keepProbability: bool = True
-    connectivity: int = 26
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.minLesionSizeMm3 < 0:
-            raise ValueError(f"minimum lesion size must be >= 0 mm3, got {self.minLesionSizeMm3}")
-        if self.ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.connectivity not in (6, 18, 26):
-            raise ValueError(f"connectivity must be 6, 18 or 26, got {self.connectivity}")
+        self.run.validate()  # SettingError (a ValueError) names the setting and its option
 
     def cliArgs(self) -> list[str]:
-        """Options of ``allnet segment`` (see the core CLI) for these settings."""
-        args = ["--threshold", f"{self.threshold:g}", "--min-lesion-mm3", f"{self.minLesionSizeMm3:g}",
-                "--connectivity", str(self.connectivity), "--ensemble", self.ensemble,
-                "--device", self.device]
-        if self.tta:
-            args.append("--tta")
-        if self.preprocessed:
-            args.append("--preprocessed")
-        # The probability file is always written: the lesion table needs it for mean/max
-        # probability even when the map is not loaded into the scene (keepProbability).
-        return args
+        """Options of ``allnet segment`` for these settings (``RunSettings.to_argv``)."""
+        return self.run.to_argv()
+
+    @classmethod
+    def fromOptions(cls, keepProbability: bool = True, **options) -> SegmentationSettings:
+        """Settings from ``RunSettings`` keyword arguments (scripted use of the logic)."""
+        return cls(RunSettings(**options), keepProbability)
 
     @classmethod
     def fromParameterNode(cls, parameterNode: ALLNetSegmentParameterNode) -> SegmentationSettings:
-        return cls(threshold=float(parameterNode.threshold),
-                   minLesionSizeMm3=float(parameterNode.minLesionSizeMm3),
-                   tta=bool(parameterNode.tta), ensemble=parameterNode.ensemble,
-                   device=parameterNode.device, preprocessed=bool(parameterNode.preprocessed),
-                   keepProbability=bool(parameterNode.keepProbability))
+        values = {name: getattr(parameterNode, panelName) for name, panelName in PANEL_SETTINGS.items()}
+        if parameterNode.useModelPlan:
+            values = {k: v for k, v in values.items() if k not in PLAN_SETTINGS}
+        return cls(RunSettings(**values), bool(parameterNode.keepProbability))
+
+    def asDict(self) -> dict:
+        return dataclasses.asdict(self.run) | {"keepProbability": self.keepProbability}

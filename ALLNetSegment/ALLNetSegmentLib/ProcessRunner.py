@@ -13,18 +13,12 @@ from dataclasses import dataclass
 
 import slicer
 
+from allnet.contract import EXIT_CANCELLED, EXIT_CODES, EXIT_OK
+
 from .Signal import Signal
 
-# Meaning of the core's exit codes (allnet.errors), for messages when no ALLNET-ERROR line came.
-EXIT_CODE_MEANINGS = {
-    1: "internal error",
-    2: "bad input",
-    3: "registration failed",
-    4: "model problem (missing or incompatible model file)",
-    5: "not enough memory or another resource limit",
-    6: "some cases of the batch failed",
-    130: "cancelled",
-}
+# Meaning of the core's exit codes, for messages when no ALLNET-ERROR line came.
+EXIT_CODE_MEANINGS = {code: meaning for code, meaning in EXIT_CODES.items() if code != EXIT_OK}
 TAIL_LINES = 20
 
 
@@ -37,6 +31,7 @@ class RunOutcome:
     outputDir: str | None = None
     summaryPath: str | None = None
     errorMessage: str | None = None
+    keptFolder: str | None = None  # a failed run's work folder, kept for diagnosis
 
     @property
     def ok(self) -> bool:
@@ -146,7 +141,7 @@ class ProcessRunner:
             outcome.cancelled = True
         elif self._errorPayload is not None:
             outcome.errorMessage = str(self._errorPayload.get("message") or "unknown error")
-        elif returnCode == 130:
+        elif returnCode == EXIT_CANCELLED:
             outcome.cancelled = True
         elif returnCode != 0:
             outcome.errorMessage = crashMessage(returnCode, list(self._tail))
