@@ -16,32 +16,43 @@ voxel*, i.e. a mask voxel with at least one face neighbour outside the mask (or 
 of the array). It is 0 on the surface layer, and for a voxel outside the mask it equals the
 distance to the nearest mask voxel (the nearest mask voxel is always a surface voxel).
 
-Structures (all inside the hole-filled brain mask; tissue from ``allnet.tissue``):
+Structures. Subject structures come from the subject's own tissue segmentation
+(``allnet.tissue``), inside the hole-filled brain mask, because ventricle size and cortex
+position vary more between people than an affine registration to MNI can absorb; the
+posterior fossa has no reliable tissue contrast for this, so it comes from the template
+regions (``allnet.regions``, drawn on the ICBM 2009a template, accurate to a few mm after
+the affine registration).
   ventricles  CSF components inside a search region = template ventricles grown by
               ``VENTRICLE_SEARCH_MM`` (room for enlarged ventricles and affine misalignment),
               after a 6-neighbour opening; kept when >= ``MIN_VENTRICLE_OVERLAP`` voxels lie
-              in the template ventricles; then a 6-neighbour closing. Template ventricles =
-              the template CSF prior > 0.5, opened, the component that fills most of the box
-              |x| <= 20, -30 <= y <= 20, 5 <= z <= 25 mm (bodies of the lateral ventricles;
-              the component includes the third ventricle and the atria).
+              in the template ventricles; then a 6-neighbour closing (see
+              ``allnet.regions.template_ventricles``; they include the third ventricle).
+  lateral     the ventricles without the voxels within ``THIRD_VENTRICLE_MARGIN_MM`` of the
+  ventricles  template's third ventricle.
   sulcal CSF  CSF components (26-connected, ventricles removed) that reach within
               ``PIAL_CONTACT_MM`` of the brain surface, i.e. CSF that communicates with the
               subarachnoid space. Isolated dark islands in white matter (T1 black holes,
               perivascular spaces) are not CSF-filled structures.
   cortex      GM voxels within ``CORTEX_DEPTH_MM`` of the brain surface or of sulcal CSF
-              (cortex is 2-4 mm thick). Deep GM (thalamus, basal ganglia) is farther away.
+              (cortex is 2-4 mm thick) or within ``TEMPLATE_CORTEX_MARGIN_MM`` of the
+              template's cortex, outside the template's deep GM, midline GM and
+              infratentorial regions.
 
-Zones (codes in ``allnet.lesions``), later rules override earlier ones:
+Zones (codes in ``allnet.lesions``), later rules override earlier ones; "within d mm" is the
+Euclidean distance between voxel centres on the 1 mm working grid, measured to the surface
+voxels of the structure:
   DEEP_WM (1)         every brain voxel (white matter and deep grey matter);
-  JUXTACORTICAL (3)   cortex, and voxels within ``JUXTACORTICAL_MM`` of it ("abutting the cortex");
-  PERIVENTRICULAR (2) ventricles, and voxels within ``PERIVENTRICULAR_MM`` of their surface
-                      ("abutting the ventricles");
-  INFRATENTORIAL (4)  brain voxels below the tentorium, see ``infratentorial_region``.
+  JUXTACORTICAL (3)   cortex, and voxels within ``JUXTACORTICAL_MM`` of it (touching the
+                      cortex, allowing for partial volume at the grey/white border);
+  PERIVENTRICULAR (2) lateral ventricles, and voxels within ``PERIVENTRICULAR_MM`` of their
+                      surface (touching the ventricle wall, same allowance);
+  INFRATENTORIAL (4)  brain voxels in the template's infratentorial region (brainstem,
+                      cerebellum, fourth ventricle and its walls).
+These distances change only the zones, never the network's channels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -50,6 +61,7 @@ from skimage.morphology import ball
 from .errors import InputError
 from .grid import WORKING_SHAPE_KJI, WORKING_SPACING, mni_ras_coordinates
 from .lesions import ZONE_DEEP_WM, ZONE_INFRATENTORIAL, ZONE_JUXTACORTICAL, ZONE_OUTSIDE, ZONE_PERIVENTRICULAR
+from .regions import VENTRICLE_SEARCH_MM, template_regions, template_ventricles  # noqa: F401  (re-exported)
 from .tissue import CSF, GM, TissueSegmentation, segment_tissue
 
 COORDINATE_SCALE_MM = 100.0
@@ -58,24 +70,10 @@ DISTANCE_CLIP_MM = 100.0
 PERIVENTRICULAR_MM = 3.0
 JUXTACORTICAL_MM = 3.0
 CORTEX_DEPTH_MM = 4.0
+TEMPLATE_CORTEX_MARGIN_MM = 2  # affine misalignment of the template cortex, mm
+THIRD_VENTRICLE_MARGIN_MM = 2  # affine misalignment of the template third ventricle, mm
 PIAL_CONTACT_MM = 2.0
-VENTRICLE_SEARCH_MM = 10.0
 MIN_VENTRICLE_OVERLAP = 30  # voxels (mm^3) of a CSF component inside the template ventricles
-
-# Tentorium cerebelli as a tent over the posterior fossa, in MNI RAS mm, drawn on the ICBM
-# 2009a template (checked on sagittal x = 0/12/25/40, coronal y = -20/-40/-60/-85 and axial
-# z = -35..-8 slices). Ridge height at the midline as a function of y (straight sinus: high
-# over the culmen at y = -58, falling towards the torcular and, forward, to the midbrain /
-# diencephalon junction at z = -8), descending laterally by 0.5 mm per mm of |x|.
-TENTORIUM_RIDGE_Y_MM = (-110.0, -75.0, -58.0, -40.0, 0.0)
-TENTORIUM_RIDGE_Z_MM = (-16.0, -6.0, -2.0, -8.0, -8.0)
-TENTORIUM_LATERAL_SLOPE = 0.5
-# Front limits: the brainstem (|x| <= 16 mm) starts behind y = -12 (anterior surface of the
-# pons); lateral to it the temporal lobes reach down to z = -40, so there only the
-# cerebellar hemispheres, behind y = -36, are infratentorial.
-BRAINSTEM_HALF_WIDTH_MM = 16.0
-BRAINSTEM_FRONT_Y_MM = -12.0
-CEREBELLUM_FRONT_Y_MM = -36.0
 
 _FACE = ndimage.generate_binary_structure(3, 1)
 _FULL = ndimage.generate_binary_structure(3, 3)
@@ -102,14 +100,6 @@ def surface_distance(mask: np.ndarray, spacing: tuple[float, float, float] = (1.
     return ndimage.distance_transform_edt(~surface, sampling=spacing).astype(np.float32)
 
 
-def infratentorial_region(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """True below the tentorium (brainstem and cerebellum) for MNI RAS coordinates in mm."""
-    ridge = np.interp(y, TENTORIUM_RIDGE_Y_MM, TENTORIUM_RIDGE_Z_MM)
-    below = z < ridge - TENTORIUM_LATERAL_SLOPE * np.abs(x)
-    front = np.where(np.abs(x) <= BRAINSTEM_HALF_WIDTH_MM, BRAINSTEM_FRONT_Y_MM, CEREBELLUM_FRONT_Y_MM)
-    return below & (y <= front)
-
-
 def _box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
     """Bounding box of a non-empty bool mask grown by ``pad`` voxels (clipped to the array)."""
     box = []
@@ -131,29 +121,6 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~edge[background]
 
 
-@lru_cache(maxsize=1)
-def template_ventricles() -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
-    """(box, core, search): the template ventricles (``core``) and the region grown from them
-    by ``VENTRICLE_SEARCH_MM`` (``search``), bool arrays on the working-grid sub-box ``box``."""
-    import SimpleITK as sitk
-
-    from .templates import load_template
-
-    csf = sitk.GetArrayFromImage(load_template().csf) > 0.5
-    components, _ = ndimage.label(ndimage.binary_opening(csf, _FACE), _FACE)
-    x, y, z = mni_ras_coordinates()
-    central = (np.abs(x) <= 20) & (y >= -30) & (y <= 20) & (z >= 5) & (z <= 25)
-    counts = np.bincount(components[central & (components > 0)])
-    core = components == int(np.argmax(counts))
-    pad = int(np.ceil(VENTRICLE_SEARCH_MM)) + 1
-    box = _box(core, pad)
-    core = core[box]
-    search = ndimage.distance_transform_edt(~core, sampling=WORKING_SPACING[::-1]) <= VENTRICLE_SEARCH_MM
-    core.setflags(write=False)
-    search.setflags(write=False)
-    return box, core, search
-
-
 def ventricle_mask(csf: np.ndarray) -> np.ndarray:
     """Ventricles (bool KJI, working grid) from a CSF mask on the working grid (module doc)."""
     box, core, search = template_ventricles()
@@ -165,6 +132,16 @@ def ventricle_mask(csf: np.ndarray) -> np.ndarray:
     ventricles = np.zeros(csf.shape, dtype=bool)
     ventricles[box] = ndimage.binary_closing(keep[components], _FACE)
     return ventricles
+
+
+def _distance_near(mask: np.ndarray, reach_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """``surface_distance`` of ``mask``, computed in its bounding box grown by ``reach_mm`` + 2
+    voxels (inf beyond it, and everywhere for an empty mask): exact up to ``reach_mm``."""
+    distance = np.full(mask.shape, np.inf, dtype=np.float32)
+    if mask.any():
+        sub = _box(mask, int(np.ceil(reach_mm)) + 2)
+        distance[sub] = surface_distance(mask[sub], spacing)
+    return distance
 
 
 def _check(t1: np.ndarray, brain_mask: np.ndarray) -> None:
@@ -205,23 +182,30 @@ def compute_anatomy(t1: np.ndarray, brain_mask: np.ndarray, *,
     sulcal = at_surface[components]
     d_csf = surface_distance(ventricles | sulcal, spacing)
 
-    d_vent = np.full(brain_box.shape, np.inf, dtype=np.float32)
-    if ventricles.any():
-        reach = int(np.ceil(max(PERIVENTRICULAR_MM, CORTEX_DEPTH_MM))) + 2
-        vbox = _box(ventricles, reach)
-        d_vent[vbox] = surface_distance(ventricles[vbox], spacing)
+    d_vent = _distance_near(ventricles, max(PERIVENTRICULAR_MM, CORTEX_DEPTH_MM), spacing)
+
+    regions = template_regions()
+    # McDonald 2017 counts contact with the lateral ventricles only: the subject's ventricle
+    # voxels near the template's third ventricle are not a periventricular target.
+    third = regions["third_ventricle"][box]
+    lateral = ventricles & ~ndimage.binary_dilation(third, ball(THIRD_VENTRICLE_MARGIN_MM))
+    d_lateral = _distance_near(lateral, PERIVENTRICULAR_MM, spacing)
 
     # A voxel whose nearest CSF-filled surface is a ventricle is not near sulcal CSF.
     near_pial = (d_brain <= CORTEX_DEPTH_MM) | ((d_csf <= CORTEX_DEPTH_MM) & (d_csf < d_vent))
-    cortex = (lab == GM) & near_pial
+    not_cortical = regions["deep_gm"][box] | regions["midline_gm"][box] | regions["infratentorial"][box]
+    # The template cortex (grown for misalignment) vouches for GM whose nearest CSF is a
+    # ventricle although it lines a sulcus (calcarine cortex beside the occipital horn).
+    template_cortex = ndimage.binary_dilation(regions["cortex"][box], ball(TEMPLATE_CORTEX_MARGIN_MM))
+    cortex = (lab == GM) & (near_pial | template_cortex) & ~not_cortical
     radius = int(round(JUXTACORTICAL_MM / spacing[0]))
     juxtacortical = ndimage.binary_dilation(cortex, ball(radius)) if cortex.any() else cortex
 
     coords = mni_ras_coordinates()
     zones_box = np.where(brain_box, ZONE_DEEP_WM, ZONE_OUTSIDE).astype(np.uint8)
     zones_box[juxtacortical & brain_box] = ZONE_JUXTACORTICAL
-    zones_box[(ventricles | (d_vent <= PERIVENTRICULAR_MM)) & brain_box] = ZONE_PERIVENTRICULAR
-    zones_box[infratentorial_region(*(c[box] for c in coords)) & brain_box] = ZONE_INFRATENTORIAL
+    zones_box[(lateral | (d_lateral <= PERIVENTRICULAR_MM)) & brain_box] = ZONE_PERIVENTRICULAR
+    zones_box[regions["infratentorial"][box] & brain_box] = ZONE_INFRATENTORIAL
     zones = np.zeros(WORKING_SHAPE_KJI, dtype=np.uint8)
     zones[box] = zones_box
 

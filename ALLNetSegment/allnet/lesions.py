@@ -13,12 +13,22 @@ rules that draw them.
 
 Location of a lesion (MAGNIMS 2016 / McDonald 2017 topography, one class per lesion, in
 this order of precedence), counting only its voxels inside the brain (zone > 0):
-1. infratentorial if more than half of those voxels lie in the infratentorial zone;
-2. periventricular if any voxel lies in the periventricular zone (abuts a ventricle);
-3. juxtacortical if any voxel lies in the juxtacortical zone (abuts or involves cortex);
-4. deep white matter otherwise.
+1. infratentorial if more than half of those voxels lie in the infratentorial zone
+   (brainstem, cerebellum, walls of the fourth ventricle), checked first so that a brainstem
+   lesion next to the cisterns is not called juxtacortical;
+2. periventricular if any voxel lies in the periventricular zone (touches a lateral
+   ventricle: within ``allnet.anatomy.PERIVENTRICULAR_MM`` of its wall);
+3. juxtacortical if any voxel lies in the juxtacortical zone (in the cortex or touching it:
+   within ``allnet.anatomy.JUXTACORTICAL_MM``); the class holds cortical and juxtacortical
+   lesions, one area of the McDonald 2017 criteria;
+4. deep white matter otherwise (deep grey matter included).
 A lesion with no voxel inside the brain, or a table made without a zones image, has
 location ``None`` (an empty CSV cell).
+
+Dissemination in space (``lesion_totals``): the number of McDonald 2017 areas of the brain
+(periventricular, cortical/juxtacortical, infratentorial) that hold at least one lesion. It
+is a count that supports a reader, never a diagnosis: the fourth area (spinal cord) is not
+imaged, and the criteria apply to lesions a reader confirms, in a clinical context.
 """
 from __future__ import annotations
 
@@ -207,7 +217,8 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
 def lesion_totals(lesions: list[Lesion]) -> dict:
     """Totals: ``count`` (lesions), ``total_volume_ml``, ``total_voxels`` and ``by_location``
     {location: {"count", "volume_ml"}} for every name in ``LOCATIONS`` (zeros included),
-    plus ``"unknown"`` when some lesions have no location."""
+    plus ``"unknown"`` when some lesions have no location, and ``dissemination_in_space``
+    (see :func:`dissemination_in_space`)."""
     by_location: dict[str, dict[str, float]] = {name: {"count": 0, "volume_ml": 0.0} for name in LOCATIONS}
     for lesion in lesions:
         entry = by_location.setdefault(lesion.location or "unknown", {"count": 0, "volume_ml": 0.0})
@@ -218,7 +229,23 @@ def lesion_totals(lesions: list[Lesion]) -> dict:
         "total_volume_ml": sum(lesion.volume_mm3 for lesion in lesions) / 1000.0,
         "total_voxels": sum(lesion.voxel_count for lesion in lesions),
         "by_location": by_location,
+        "dissemination_in_space": dissemination_in_space(by_location),
     }
+
+
+DIS_AREAS: tuple[str, ...] = (LOC_PERIVENTRICULAR, LOC_JUXTACORTICAL, LOC_INFRATENTORIAL)
+DIS_NOTE = ("McDonald 2017 dissemination-in-space areas of the brain (periventricular, cortical/"
+            "juxtacortical, infratentorial) with at least one lesion found by ALLNet: a count that "
+            "supports a reader, not a diagnosis (the spinal cord is not imaged; the criteria apply "
+            "to lesions a reader confirms, in a clinical context)")
+
+
+def dissemination_in_space(by_location: dict[str, dict[str, float]]) -> dict:
+    """{"areas_with_lesions": n of 3, "areas_assessed": 3, "areas": {area: lesion count},
+    "note": DIS_NOTE} from ``lesion_totals``' ``by_location``."""
+    areas = {name: int(by_location.get(name, {}).get("count", 0)) for name in DIS_AREAS}
+    return {"areas_with_lesions": sum(1 for n in areas.values() if n > 0),
+            "areas_assessed": len(DIS_AREAS), "areas": areas, "note": DIS_NOTE}
 
 
 def table_rows(lesions: list[Lesion]) -> list[dict]:

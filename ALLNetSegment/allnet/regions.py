@@ -33,15 +33,17 @@ Posterior fossa and brainstem
 Ventricles
   ventricles     the template CSF prior > 0.5, opened, the component that fills most of
                  the box |x| <= 20, -30 <= y <= 20, 5 <= z <= 25 (see
-                 ``allnet.anatomy.template_ventricles``).
+                 ``template_ventricles``, which also gives the search region used to
+                 find a subject's ventricles).
   third_ventricle  the part with |x| <= THIRD_VENTRICLE_HALF_WIDTH_MM and z <= 8 mm
                  (under the bodies of the lateral ventricles); ``lateral_ventricles`` the
                  rest.
 Grey matter
   cortex         GM-dominant tissue, supratentorial (not infratentorial nor in the
                  brainstem or cerebellum search boxes), within CORTEX_DEPTH_MM of the brain
-                 surface or of CSF farther than 3 mm from the ventricles (sulci, fissures,
-                 cisterns).
+                 surface or of CSF farther than 3 mm from the ventricles and outside the
+                 third ventricle / velum interpositum box (|x| <= 8, -35 <= y <= 5,
+                 -10 <= z <= 20): sulci, fissures, cisterns.
   deep_gm        GM-dominant tissue, supratentorial, not cortex, in |x| <= 35,
                  -40 <= y <= 30, -12 <= z <= 25 (thalamus, caudate, putamen, pallidum).
   midline_gm     brain voxels that are not ventricle: the septum pellucidum (|x| <= 3,
@@ -80,6 +82,7 @@ CEREBELLUM_FRONT_Y_MM = -36.0
 FOURTH_VENTRICLE_WALL_MM = 3.0
 THIRD_VENTRICLE_HALF_WIDTH_MM = 4.0
 CORTEX_DEPTH_MM = 4.0
+VENTRICLE_SEARCH_MM = 10.0  # room for enlarged ventricles and affine misalignment
 TISSUE_T1_MIN = 0.5  # template T1 between CSF (~0.3) and GM (~0.7)
 
 REGION_NAMES: tuple[str, ...] = (
@@ -137,10 +140,38 @@ def _within(mask: np.ndarray, mm: float) -> np.ndarray:
     out = np.zeros(mask.shape, dtype=bool)
     if not mask.any():
         return out
-    pad = int(np.ceil(mm)) + 1
-    box = tuple(slice(max(int(idx.min()) - pad, 0), int(idx.max()) + 1 + pad) for idx in np.nonzero(mask))
+    box = bounding_box(mask, int(np.ceil(mm)) + 1)
     out[box] = ndimage.distance_transform_edt(~mask[box], sampling=WORKING_SPACING[::-1]) <= mm
     return out
+
+
+def bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """Bounding box (array slices) of a non-empty bool mask grown by ``pad`` voxels, clipped."""
+    return tuple(slice(max(int(idx.min()) - pad, 0), min(int(idx.max()) + 1 + pad, n))
+                 for idx, n in zip(np.nonzero(mask), mask.shape))
+
+
+@lru_cache(maxsize=1)
+def template_ventricles() -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """(box, core, search): the template ventricles (``core``) and the region grown from them
+    by ``VENTRICLE_SEARCH_MM`` (``search``), bool arrays on the working-grid sub-box ``box``."""
+    import SimpleITK as sitk
+
+    from .templates import load_template
+
+    csf = sitk.GetArrayFromImage(load_template().csf) > 0.5
+    components, _ = ndimage.label(ndimage.binary_opening(csf, _FACE), _FACE)
+    x, y, z = mni_ras_coordinates()
+    central = (np.abs(x) <= 20) & (y >= -30) & (y <= 20) & (z >= 5) & (z <= 25)
+    counts = np.bincount(components[central & (components > 0)])
+    core = components == int(np.argmax(counts))
+    pad = int(np.ceil(VENTRICLE_SEARCH_MM)) + 1
+    box = bounding_box(core, pad)
+    core = core[box]
+    search = ndimage.distance_transform_edt(~core, sampling=WORKING_SPACING[::-1]) <= VENTRICLE_SEARCH_MM
+    core.setflags(write=False)
+    search.setflags(write=False)
+    return box, core, search
 
 
 @lru_cache(maxsize=1)
@@ -149,7 +180,6 @@ def template_regions() -> dict[str, np.ndarray]:
     built from the template by the rules of the module doc. Cached per process."""
     import SimpleITK as sitk
 
-    from .anatomy import template_ventricles
     from .templates import load_template
 
     template = load_template()
@@ -189,7 +219,9 @@ def template_regions() -> dict[str, np.ndarray]:
 
     supra = tissue & ~infratentorial & ~cb_box & ~stem_box
     # CSF that the opening left out of the ventricles still lines them: not sulcal
-    other_csf = csf_mask & ~_within(ventricles | third | fourth, 3.0)
+    # nor does the CSF of the third ventricle and the velum interpositum above it
+    deep_midline = (ax <= 8) & (y >= -35) & (y <= 5) & (z >= -10) & (z <= 20)
+    other_csf = csf_mask & ~_within(ventricles | third | fourth, 3.0) & ~deep_midline
     surface = brain & ~ndimage.binary_erosion(brain, _FACE, border_value=0)
     near_outside = _within(surface | other_csf, CORTEX_DEPTH_MM)
     cortex = gm_dominant & supra & near_outside

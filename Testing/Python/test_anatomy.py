@@ -6,10 +6,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from allnet.anatomy import DISTANCE_SCALE_MM, compute_anatomy, infratentorial_region, surface_distance
+from allnet.anatomy import DISTANCE_SCALE_MM, compute_anatomy, surface_distance
 from allnet.errors import InputError
-from allnet.grid import WORKING_SHAPE_KJI
-from allnet.lesions import (ZONE_DEEP_WM, ZONE_INFRATENTORIAL, ZONE_JUXTACORTICAL, ZONE_OUTSIDE,
+from allnet.grid import WORKING_SHAPE_KJI, array_to_working_image, mni_ras_coordinates
+from allnet.lesions import (LOC_DEEP_WM, LOC_INFRATENTORIAL, LOC_JUXTACORTICAL, LOC_PERIVENTRICULAR, ZONE_DEEP_WM, ZONE_INFRATENTORIAL, ZONE_JUXTACORTICAL, ZONE_OUTSIDE,
                             ZONE_PERIVENTRICULAR, label_lesions, lesion_table, lesion_totals)
 from allnet.tissue import CSF, GM, WM
 
@@ -57,17 +57,6 @@ def test_surface_distance_sphere_and_edges():
     full = surface_distance(np.ones((5, 6, 7), dtype=bool))
     assert full[0].max() == 0.0 and full[2, 3, 3] == pytest.approx(2.0)
     assert np.isinf(surface_distance(np.zeros((4, 4, 4), dtype=bool))).all()
-
-
-def test_infratentorial_rule_on_known_structures():
-    below = {"pons": (0, -25, -30), "medulla": (0, -40, -50), "vermis": (0, -60, -15),
-             "left cerebellum": (-30, -65, -35), "right cerebellum": (30, -65, -35)}
-    above = {"thalamus": (10, -15, 5), "inferior temporal": (45, -10, -30), "hippocampus": (28, -25, -12),
-             "fusiform": (35, -50, -15), "occipital": (15, -90, 5), "orbitofrontal": (15, 30, -20)}
-    for name, point in below.items():
-        assert infratentorial_region(*map(np.float32, point)), name
-    for name, point in above.items():
-        assert not infratentorial_region(*map(np.float32, point)), name
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +114,40 @@ def test_tissue_and_zones_on_template(template_case):
     assert volumes_ml[ZONE_DEEP_WM] > 150
 
 
+# Small spheres (r = 2.5 mm, 81 voxels) placed in known places of the template brain.
+PLACED_LESIONS = {
+    "midbrain (cerebral peduncle)": ((-8, -25, -11), LOC_INFRATENTORIAL),
+    "pons": ((0, -28, -30), LOC_INFRATENTORIAL),
+    "middle cerebellar peduncle": ((18, -45, -30), LOC_INFRATENTORIAL),
+    "cerebellar hemisphere": ((-30, -65, -35), LOC_INFRATENTORIAL),
+    "lateral ventricle body, right wall": ((16, -10, 25), LOC_PERIVENTRICULAR),
+    "lateral ventricle body, left wall": ((-16, -10, 25), LOC_PERIVENTRICULAR),
+    "atrium": ((-30, -45, 12), LOC_PERIVENTRICULAR),
+    "corpus callosum": ((0, 10, 22), LOC_PERIVENTRICULAR),
+    "precentral juxtacortical": ((-40, -20, 50), LOC_JUXTACORTICAL),
+    "frontal juxtacortical": ((30, 30, 40), LOC_JUXTACORTICAL),
+    "calcarine cortex": ((15, -85, 5), LOC_JUXTACORTICAL),
+    "centrum semiovale right": ((25, -10, 35), LOC_DEEP_WM),
+    "centrum semiovale left": ((-25, -10, 35), LOC_DEEP_WM),
+    "thalamus": ((-10, -18, 8), LOC_DEEP_WM),
+    "third ventricle wall": ((2, -10, 2), LOC_DEEP_WM),
+}
+
+
+def test_lesion_placed_in_each_region_gets_its_class(template_case):
+    _, _, anatomy = template_case
+    x, y, z = mni_ras_coordinates()
+    labels = np.zeros(WORKING_SHAPE_KJI, dtype=np.uint16)
+    for number, (point, _) in enumerate(PLACED_LESIONS.values(), start=1):
+        labels[(x - point[0]) ** 2 + (y - point[1]) ** 2 + (z - point[2]) ** 2 <= 2.5 ** 2] = number
+    table = lesion_table(array_to_working_image(labels), zones=array_to_working_image(anatomy.zones))
+    assert [les.voxel_count for les in table] == [81] * len(PLACED_LESIONS)
+    found = {name: les.location for name, les in zip(PLACED_LESIONS, table)}
+    assert found == {name: location for name, (_, location) in PLACED_LESIONS.items()}
+    dis = lesion_totals(table)["dissemination_in_space"]
+    assert dis["areas_with_lesions"] == 3 and dis["areas"][LOC_INFRATENTORIAL] == 4
+
+
 def test_deterministic_with_given_tissue(template_case):
     t1, mask, anatomy = template_case
     from allnet.tissue import TissueSegmentation
@@ -158,8 +181,10 @@ def test_real_case_patient07(shared_data):
     tissue_at = np.bincount(anatomy.tissue[lesions], minlength=4)
     assert lesions.sum() == 1300
     assert zones_at[ZONE_OUTSIDE] == 0
-    # MS lesions are white-matter lesions: most lie in deep or periventricular white matter
-    assert (zones_at[ZONE_DEEP_WM] + zones_at[ZONE_PERIVENTRICULAR]) / lesions.sum() > 0.6
+    # MS lesions are white-matter lesions: most lie in deep, periventricular or
+    # infratentorial white matter (this case has a large midbrain lesion)
+    assert (zones_at[ZONE_DEEP_WM] + zones_at[ZONE_PERIVENTRICULAR] + zones_at[ZONE_INFRATENTORIAL]) / lesions.sum() > 0.75
+    assert zones_at[ZONE_INFRATENTORIAL] > 200
     assert tissue_at[WM] > tissue_at[CSF]
     assert np.bincount(anatomy.zones.ravel(), minlength=5)[ZONE_PERIVENTRICULAR] > 10_000  # mm^3
 
@@ -172,3 +197,8 @@ def test_real_case_patient07(shared_data):
     assert totals["total_volume_ml"] == pytest.approx(1.3)
     assert sum(v["count"] for v in totals["by_location"].values()) == totals["count"] == len(table)
     assert all(les.location is not None for les in table)
+    # the largest lesion lies in the left midbrain / cerebral peduncle: infratentorial
+    largest = table[0]
+    assert np.allclose(largest.centroid_ras, (-8.0, -25.0, -11.0), atol=2.0)
+    assert largest.location == LOC_INFRATENTORIAL
+    assert totals["dissemination_in_space"]["areas"][LOC_INFRATENTORIAL] >= 1

@@ -184,6 +184,11 @@ def test_totals_rows_and_csv(tmp_path):
     assert totals["by_location"][LOC_DEEP_WM]["count"] == 1
     assert totals["by_location"][LOC_JUXTACORTICAL]["count"] == 0
     assert lesion_totals(lesion_table(labels))["by_location"]["unknown"]["count"] == 2
+    dis = totals["dissemination_in_space"]
+    assert dis["areas_with_lesions"] == 1 and dis["areas_assessed"] == 3  # deep WM is not a DIS area
+    assert dis["areas"] == {LOC_PERIVENTRICULAR: 1, LOC_JUXTACORTICAL: 0, LOC_INFRATENTORIAL: 0}
+    assert "not a diagnosis" in dis["note"]
+    assert lesion_totals([])["dissemination_in_space"]["areas_with_lesions"] == 0
 
     rows = table_rows(table)
     assert all(tuple(row) == CSV_COLUMNS for row in rows)
