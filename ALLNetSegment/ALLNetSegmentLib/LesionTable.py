@@ -95,6 +95,10 @@ def totalsRows(rows: list[dict]) -> list[dict]:
         result.append({"measure": f"{location}: count", "value": float(len(inClass)), "unit": "lesions"})
         result.append({"measure": f"{location}: volume",
                        "value": round(sum(r["volume_mm3"] for r in inClass) / 1000.0, 4), "unit": "mL"})
+    from allnet.contract import DIS_AREAS, DIS_LABEL
+
+    areas = sum(1 for area in DIS_AREAS if any(r["location"] == area for r in rows))
+    result.append({"measure": DIS_LABEL, "value": float(areas), "unit": f"of {len(DIS_AREAS)} brain areas"})
     return result
 
 

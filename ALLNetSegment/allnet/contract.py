@@ -83,10 +83,11 @@ ZONES_FILE = "lesion_zones.nii.gz"
 SEGMENTATION_FILE = "lesions.seg.nrrd"
 TABLE_FILE = "lesions.csv"
 SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
 WORKING_DIR = "mni"
 
 # key in summary.json["outputs"] -> file name (relative to the run's output folder).
-# "probability" and "working_grid" are present only when written.
+# "probability", "report" and "working_grid" are present only when written.
 OUTPUT_FILES: dict[str, str] = {
     "mask": MASK_FILE,
     "probability": PROBABILITY_FILE,
@@ -95,6 +96,7 @@ OUTPUT_FILES: dict[str, str] = {
     "segmentation": SEGMENTATION_FILE,
     "table": TABLE_FILE,
     "summary": SUMMARY_FILE,
+    "report": REPORT_FILE,
     "working_grid": WORKING_DIR,
 }
 SUMMARY_OUTPUTS_KEY = "outputs"      # summary.json: {key: file name} of what the run wrote
@@ -103,6 +105,12 @@ SUMMARY_PLAN_KEY = "inference_plan"  # summary.json: the post-processing values 
 # Batch (cohort) mode
 COHORT_LESIONS_FILE = "lesions_all.csv"
 COHORT_SUMMARY_FILE = "cohort_summary.csv"
+COHORT_REPORT_FILE = "cohort_report.html"
+
+# McDonald 2017 dissemination-in-space areas of the brain, as location classes of lesions.csv
+# (the fourth area, the spinal cord, is not imaged). Shown as a count that supports a reader.
+DIS_AREAS: tuple[str, ...] = ("periventricular", "juxtacortical", "infratentorial")
+DIS_LABEL = "McDonald 2017 DIS areas with a lesion (supports a reader; not a diagnosis)"
 
 # Evaluation outputs (``allnet evaluate``)
 EVALUATION_CASES_FILE = "metrics_cases.csv"
@@ -205,6 +213,9 @@ class RunSettings:
     preprocessed: bool = _setting(
         False, "inputs are already skull-stripped, co-registered and on the MNI152 1 mm grid",
         group="inputs")
+    allow_mismatch: bool = _setting(
+        False, "run even when the T1W or T2W does not look like the same head as the FLAIR "
+               "(a warning in summary.json and the report instead of an error)", group="inputs")
     write_probability: bool = _setting(True, "do not write lesion_probability.nii.gz",
                                        group="outputs", flag="--no-probability")
     per_lesion_segments: bool = _setting(
@@ -212,6 +223,8 @@ class RunSettings:
         group="outputs")
     save_working_grid: bool = _setting(
         False, "also write the MNI working-grid images and maps to OUT/mni/", group="outputs")
+    report: bool = _setting(True, "do not write report.html (the QC report with pictures)",
+                            group="outputs", flag="--no-report")
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):

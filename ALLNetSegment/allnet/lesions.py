@@ -41,7 +41,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .atomic import atomic_file
-from .contract import LESION_COLUMN_NAMES
+from .contract import DIS_AREAS, LESION_COLUMN_NAMES
 from .errors import InputError
 from .grid import same_grid
 
@@ -233,7 +233,6 @@ def lesion_totals(lesions: list[Lesion]) -> dict:
     }
 
 
-DIS_AREAS: tuple[str, ...] = (LOC_PERIVENTRICULAR, LOC_JUXTACORTICAL, LOC_INFRATENTORIAL)
 DIS_NOTE = ("McDonald 2017 dissemination-in-space areas of the brain (periventricular, cortical/"
             "juxtacortical, infratentorial) with at least one lesion found by ALLNet: a count that "
             "supports a reader, not a diagnosis (the spinal cord is not imaged; the criteria apply "
@@ -241,7 +240,7 @@ DIS_NOTE = ("McDonald 2017 dissemination-in-space areas of the brain (periventri
 
 
 def dissemination_in_space(by_location: dict[str, dict[str, float]]) -> dict:
-    """{"areas_with_lesions": n of 3, "areas_assessed": 3, "areas": {area: lesion count},
+    """{"areas_with_lesions": n of 3 (``allnet.contract.DIS_AREAS``), "areas_assessed": 3, "areas": {area: lesion count},
     "note": DIS_NOTE} from ``lesion_totals``' ``by_location``."""
     areas = {name: int(by_location.get(name, {}).get("count", 0)) for name in DIS_AREAS}
     return {"areas_with_lesions": sum(1 for n in areas.values() if n > 0),

@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from allnet.contract import DIS_AREAS
 from allnet.errors import InputError
 from allnet.lesions import (
     CSV_COLUMNS, DEFAULT_MIN_LESION_MM3, LOC_DEEP_WM, LOC_INFRATENTORIAL, LOC_JUXTACORTICAL,
@@ -189,6 +190,8 @@ def test_totals_rows_and_csv(tmp_path):
     assert dis["areas"] == {LOC_PERIVENTRICULAR: 1, LOC_JUXTACORTICAL: 0, LOC_INFRATENTORIAL: 0}
     assert "not a diagnosis" in dis["note"]
     assert lesion_totals([])["dissemination_in_space"]["areas_with_lesions"] == 0
+    # the contract's DIS areas (read by the Slicer table without numpy) are location names
+    assert set(DIS_AREAS) <= set(LOCATIONS) and LOC_DEEP_WM not in DIS_AREAS
 
     rows = table_rows(table)
     assert all(tuple(row) == CSV_COLUMNS for row in rows)

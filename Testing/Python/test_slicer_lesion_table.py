@@ -53,6 +53,8 @@ def test_tables_have_rows_titles_units_descriptions_and_totals(loaded):
     assert totals["Lesion count"] == 2
     assert totals["Total lesion volume"] == pytest.approx((60 + 18) * voxelMm3 / 1000, abs=1e-4)
     assert totals["periventricular: count"] == 1
+    from allnet.contract import DIS_LABEL
+    assert totals[DIS_LABEL] == 2  # periventricular and juxtacortical lesions, none infratentorial
 
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
     flairParent = sh.GetItemParent(sh.GetItemByDataNode(flairNode))
