@@ -13,6 +13,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 
 MODULE_DIR = Path(__file__).resolve().parent
+# slicer.packaging, launchConsoleProcess(blocking=False, ...) and colour tables with terminology
+# columns are used; the first two appear in Slicer 5.12.
+MINIMUM_SLICER = (5, 12)
 
 
 class ALLNetSegment(ScriptedLoadableModule):
@@ -43,20 +46,45 @@ class ALLNetSegmentWidget(ScriptedLoadableModuleWidget):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        problem = slicerVersionProblem()
+        if problem:  # the panel still loads and says what is needed instead of failing on import
+            import qt
+
+            label = qt.QLabel()
+            label.text = problem
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         from ALLNetSegmentLib.Widget import Widget
 
         self.logic = ALLNetSegmentLogic()
-        self.panel = Widget(MODULE_DIR, self.logic, self.logic.segmentationLogic)
+        self.panel = Widget(MODULE_DIR, self.logic, self.logic.segmentationLogic,
+                            isEntered=lambda: bool(getattr(self.parent, "isEntered", False)))
         self.layout.addWidget(self.panel.uiWidget)
         self.layout.addStretch(1)
 
     def enter(self) -> None:
         if self.panel is not None:
-            self.panel.initializeParameterNode()
+            self.panel.enter()
+
+    def exit(self) -> None:
+        if self.panel is not None:
+            self.panel.exit()
 
     def cleanup(self) -> None:
         if self.panel is not None:
             self.panel.cleanup()
+
+
+def slicerVersionProblem() -> str | None:
+    """Why this Slicer cannot run the module (too old), or None."""
+    version = (int(slicer.app.majorVersion), int(slicer.app.minorVersion))
+    if version >= MINIMUM_SLICER:
+        return None
+    return (f"ALLNet Segment needs 3D Slicer {MINIMUM_SLICER[0]}.{MINIMUM_SLICER[1]} or newer; this is "
+            f"Slicer {version[0]}.{version[1]}. Install the current Slicer release from "
+            "https://download.slicer.org and the ALLNet extension for it.")
 
 
 class ALLNetSegmentLogic(ScriptedLoadableModuleLogic):
@@ -73,14 +101,27 @@ class ALLNetSegmentLogic(ScriptedLoadableModuleLogic):
 
         return ALLNetSegmentParameterNode(super().getParameterNode())
 
-    def segment(self, t1Node, flairNode, t2Node=None, segmentationNode=None, **options):
-        """Run ALLNet and load the result; ``options`` are SegmentationSettings fields
-        (threshold, minLesionSizeMm3, tta, ensemble, device, preprocessed, keepProbability)."""
+    def ensureDependencies(self) -> None:
+        """Install what the core needs (one confirmation); raises RuntimeError when it cannot run now."""
+        problem = slicerVersionProblem()
+        if problem:
+            raise RuntimeError(problem)
+        installLogic = self.segmentationLogic.installLogic
+        if not installLogic.ensure():
+            raise RuntimeError("ALLNet cannot run: the installation of its Python packages was declined.")
+        if installLogic.needsRestart:
+            raise RuntimeError("Restart Slicer to finish the installation of ALLNet's Python packages, "
+                               "then run again.")
+
+    def segment(self, t1Node, flairNode, t2Node=None, segmentationNode=None, keepOutputs=False, **options):
+        """Run ALLNet and load the result; ``options`` are ``allnet.contract.RunSettings`` fields
+        (device, ensemble, tta, threshold, min_lesion_mm3, ...) plus keepProbability.
+        The run's temporary folder is deleted after the import unless ``keepOutputs``."""
         from ALLNetSegmentLib.Parameter import SegmentationSettings
 
-        self.segmentationLogic.installLogic.ensure()
+        self.ensureDependencies()
         return self.segmentationLogic.segment(t1Node, flairNode, t2Node, segmentationNode,
-                                              SegmentationSettings(**options))
+                                              SegmentationSettings.fromOptions(**options), keepOutputs=keepOutputs)
 
 
 class ALLNetSegmentTest(ScriptedLoadableModuleTest):
@@ -115,7 +156,9 @@ class ALLNetSegmentTest(ScriptedLoadableModuleTest):
         segmentId = segmentationNode.GetSegmentation().GetNthSegmentID(0)
         self.assertIn("52988006", segmentationNode.GetSegmentation().GetSegment(segmentId).GetTerminology())
 
-        rows = LesionTable.rowsFromCsv(result.outputDir / "lesions.csv")
+        from allnet.contract import TABLE_FILE
+
+        rows = LesionTable.rowsFromCsv(result.outputDir / TABLE_FILE)
         tableNode, totalsNode = LesionTable.updateTables(rows, referenceNode=nodes["flair"])
         self.assertEqual(tableNode.GetNumberOfRows(), len(rows))
         self.assertGreater(len(rows), 0, "the demo case has lesions; none were found")

@@ -21,3 +21,23 @@ def assignByName(names: list[str]) -> dict[str, int]:
         if role and role not in assigned:
             assigned[role] = index
     return assigned
+
+
+def inputProblem(t1Node, flairNode, t2Node=None) -> str | None:
+    """Why the selected volumes cannot be segmented, or None when they can.
+
+    T1W and FLAIR are required and must be two different volumes; an optional T2W must differ
+    from both (one volume given twice would silently stand for two contrasts).
+    """
+    if t1Node is None and flairNode is None:
+        return "Select a T1W and a FLAIR volume (T2W is optional)."
+    if t1Node is None:
+        return "Select a T1W volume."
+    if flairNode is None:
+        return "Select a FLAIR volume."
+    if t1Node is flairNode:
+        return "T1W and FLAIR are the same volume: select two different volumes."
+    if t2Node is not None and t2Node in (t1Node, flairNode):
+        role = "T1W" if t2Node is t1Node else "FLAIR"
+        return f"T2W is the same volume as the {role}: select another T2W or none."
+    return None

@@ -4,17 +4,20 @@ PyTorch comes only through the PyTorch extension (``PyTorchUtils``), which picks
 that matches the machine's GPU driver; the rest comes from ``Resources/requirements.txt``
 through ``slicer.packaging``. SimpleITK is never installed or upgraded: Slicer ships its own
 build with Slicer-specific IO, and replacing it breaks Slicer.
+
+``slicer.packaging`` first appears in Slicer 5.12; it is imported where it is used, so that the
+module still loads (and says which Slicer it needs) on an older one.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import slicer
-import slicer.packaging
 
 from .Signal import Signal
 
@@ -47,6 +50,16 @@ def _canonical(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+def importedDistributions(requirements: list[str]) -> list[str]:
+    """Those of ``requirements`` whose package is already imported in this process."""
+    from packaging.requirements import Requirement
+
+    imported = {name.split(".")[0] for name in sys.modules}
+    owners = importlib.metadata.packages_distributions()  # import name -> distributions
+    loadedDistributions = {_canonical(d) for name in imported for d in owners.get(name, [])}
+    return [r for r in requirements if _canonical(Requirement(r).name) in loadedDistributions]
+
+
 def installedVersion(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -65,11 +78,14 @@ class InstallLogic:
 
     def requirements(self) -> list:
         """Requirements of requirements.txt, without SimpleITK and torch (see module docstring)."""
+        import slicer.packaging
+
         requirements = slicer.packaging.load_requirements(self.requirementsPath)
         return [req for req in requirements if _canonical(req.name) not in NEVER_PIP]
 
     def plan(self) -> InstallPlan:
         """What is missing now (nothing is installed by this call)."""
+        import slicer.packaging
         from packaging.specifiers import SpecifierSet
 
         plan = InstallPlan()
@@ -82,8 +98,12 @@ class InstallLogic:
     def ensure(self, askConfirmation: bool = True) -> bool:
         """Install what is missing after one confirmation; returns False if the user declined.
 
-        Sets ``needsRestart`` when an already imported package was replaced.
+        Raises RuntimeError when an installation failed or left a package missing (Slicer's
+        testing mode installs nothing). Sets ``needsRestart`` when a package that was already
+        imported was replaced: the old version stays in memory until Slicer restarts.
         """
+        import slicer.packaging
+
         plan = self.plan()
         if plan.empty:
             return True
@@ -97,10 +117,24 @@ class InstallLogic:
             self._installTorch()
         if plan.packages:
             self._log("Installing: " + ", ".join(plan.packages))
-            # The confirmation above already listed everything; pip_ensure's own prompt would be
-            # a second dialog. Its restart prompt stays on for packages that were already imported.
-            slicer.packaging.pip_ensure(self.requirements(), prompt_install=False, prompt_restart=True,
-                                        requester=REQUESTER)
+            loaded = importedDistributions(plan.packages)
+            try:
+                # The confirmation above already listed everything; pip_ensure's own prompt would
+                # be a second dialog. Its restart prompt stays on for packages already imported.
+                slicer.packaging.pip_ensure(self.requirements(), prompt_install=False, prompt_restart=True,
+                                            requester=REQUESTER)
+            except subprocess.CalledProcessError as error:
+                raise RuntimeError(f"Installing {', '.join(plan.packages)} failed (pip exit code "
+                                   f"{error.returncode}); see the Python console for pip's output.") from error
+            if loaded:
+                self.needsRestart = True
+        # torch was checked by the PyTorch extension's own return value (_installTorch).
+        missing = [str(req) for req in self.requirements() if not slicer.packaging.pip_check(req)]
+        if missing:
+            why = ("\nSlicer is in testing mode, where slicer.packaging installs nothing."
+                   if slicer.app.testingEnabled() else "")
+            raise RuntimeError("These Python packages are still missing after the installation: "
+                               + ", ".join(missing) + why)
         self._log("Dependencies are installed.")
         return True
 

@@ -178,26 +178,27 @@ def lesionMaskImage(segmentationNode, referenceVolumeNode):
     return sitkImageFromArray(union.astype(np.uint8), ijkToRasArray(referenceVolumeNode))
 
 
-def recomputeRows(segmentationNode, referenceVolumeNode, probabilityPath: str | Path | None = None,
-                  zonesPath: str | Path | None = None, connectivity: int = 26,
-                  minSizeMm3: float = 0.0) -> list[dict]:
+def recomputeRows(segmentationNode, referenceVolumeNode, probability=None, zones=None,
+                  connectivity: int = 26, minSizeMm3: float = 0.0) -> list[dict]:
     """Lesion rows of the (edited) segmentation, through ``allnet.lesions``.
 
-    ``probabilityPath``/``zonesPath`` are the run's maps (FLAIR geometry); without them the
-    probability and location columns stay empty. Rows come from ``allnet.lesions.table_rows``,
-    the same conversion that writes the core's lesions.csv.
+    ``probability``/``zones`` are the run's maps (FLAIR geometry), each a file path or a
+    SimpleITK image; without them the probability and location columns stay empty. Rows come
+    from ``allnet.lesions.table_rows``, the same conversion that writes the core's lesions.csv.
     """
     import SimpleITK as sitk
     from allnet import lesions as allnetLesions
 
     mask = lesionMaskImage(segmentationNode, referenceVolumeNode)
 
-    def readIfPresent(path):
+    def asImage(value):
         # allnet.lesions resamples a map that is not on the mask's grid
-        return sitk.ReadImage(str(path)) if path and Path(path).is_file() else None
+        if value is None or isinstance(value, sitk.Image):
+            return value
+        return sitk.ReadImage(str(value)) if Path(value).is_file() else None
 
     labels = allnetLesions.label_lesions(mask, connectivity=connectivity, min_size_mm3=minSizeMm3)
-    lesions = allnetLesions.lesion_table(labels, readIfPresent(probabilityPath), readIfPresent(zonesPath))
+    lesions = allnetLesions.lesion_table(labels, asImage(probability), asImage(zones))
     return [normalizeRow(row) for row in allnetLesions.table_rows(lesions)]
 
 

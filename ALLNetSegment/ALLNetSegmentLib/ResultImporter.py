@@ -6,7 +6,7 @@ FLAIR volume (needed by DICOM SEG export) and every result goes into the FLAIR's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import slicer
@@ -19,15 +19,20 @@ SUMMARY_FILE = "summary.json"
 COLOR_TABLE_FILE = "ALLNetSegment-MSLesion.csv"
 COLOR_NODE_NAME = "ALLNet MS lesion colors"
 LESION_LABEL = 1
-OUTPUT_DIR_ATTRIBUTE = "ALLNet.OutputDir"
 PROBABILITY_ATTRIBUTE = "ALLNet.ProbabilityVolumeID"
 
 
 @dataclass
 class ImportedResult:
+    """What a run left in the scene, plus what the lesion table needs once the output folder is
+    gone: ``rows`` of lesions.csv and the ``maps`` (SimpleITK images, FLAIR geometry) that
+    recomputation after edits reads: "probability" and "zones" when the run wrote them."""
+
     segmentationNode: object
     probabilityNode: object | None
     outputDir: Path
+    rows: list = field(default_factory=list)
+    maps: dict = field(default_factory=dict)
 
 
 def placeInStudyOf(referenceNode, node) -> None:
@@ -38,6 +43,15 @@ def placeInStudyOf(referenceNode, node) -> None:
     if not referenceItem or not item:
         return
     shNode.SetItemParent(item, shNode.GetItemParent(referenceItem))
+
+
+def detachFromFile(node) -> None:
+    """Forget the file a volume was read from: the run's folder is deleted after import, so a
+    later scene save must write the data instead of pointing at a file that is gone."""
+    storageNode = node.GetStorageNode()
+    if storageNode is not None:
+        node.SetAndObserveStorageNodeID(None)
+        slicer.mrmlScene.RemoveNode(storageNode)
 
 
 class ResultImporter:
@@ -83,7 +97,6 @@ class ResultImporter:
             slicer.mrmlScene.RemoveNode(labelmapNode)
         self._ensureLesionSegment(segmentationNode, colorNode)
         self._applyTerminology(segmentationNode, colorNode)
-        segmentationNode.SetAttribute(OUTPUT_DIR_ATTRIBUTE, str(outputDir))
         placeInStudyOf(flairNode, segmentationNode)
 
         probabilityNode = None
@@ -96,7 +109,25 @@ class ResultImporter:
             displayNode.SetWindowLevelMinMax(0.0, 1.0)
             placeInStudyOf(flairNode, probabilityNode)
             segmentationNode.SetAttribute(PROBABILITY_ATTRIBUTE, probabilityNode.GetID())
-        return ImportedResult(segmentationNode, probabilityNode, outputDir)
+            detachFromFile(probabilityNode)
+        return ImportedResult(segmentationNode, probabilityNode, outputDir, self.readRows(outputDir),
+                              self.readMaps(outputDir))
+
+    @staticmethod
+    def readRows(outputDir: Path) -> list[dict]:
+        from . import LesionTable
+
+        path = outputDir / TABLE_FILE
+        return LesionTable.rowsFromCsv(path) if path.is_file() else []
+
+    @staticmethod
+    def readMaps(outputDir: Path) -> dict:
+        """The run's probability and zone maps, read into memory (the folder may be deleted next)."""
+        import SimpleITK as sitk
+
+        return {key: sitk.ReadImage(str(outputDir / name))
+                for key, name in (("probability", PROBABILITY_FILE), ("zones", ZONES_FILE))
+                if (outputDir / name).is_file()}
 
     @staticmethod
     def _ensureLesionSegment(segmentationNode, colorNode) -> None:

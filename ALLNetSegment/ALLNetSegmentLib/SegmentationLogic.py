@@ -3,7 +3,6 @@ subprocess, the results back into the scene. Non-blocking for the GUI, blocking 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Protocol
 
 import slicer
 
+from .InputMatching import inputProblem
 from .InstallLogic import InstallLogic
 from .Parameter import SegmentationSettings
 from .ProcessRunner import ProcessRunner, RunOutcome
@@ -50,6 +50,7 @@ class SegmentationLogic:
         self.progress = self.runner.progress
         self.log = self.runner.log
         self.finished = Signal("ImportedResult", "RunOutcome")
+        self.sampleFinished = Signal("dict", "RunOutcome")  # {"t1": node, ...} or None
         self.runner.finished.connect(self._onRunnerFinished)
         self._pending: dict | None = None
 
@@ -84,8 +85,10 @@ class SegmentationLogic:
         return args + ["-o", str(outputDir), "--progress", "json", *settings.cliArgs()]
 
     def _prepare(self, t1Node, flairNode, t2Node, settings) -> tuple[list[str], Path]:
-        if t1Node is None or flairNode is None:
-            raise ValueError("Select a T1W and a FLAIR volume (T2W is optional).")
+        """The core command and the run's output folder, inside a new temporary work folder."""
+        problem = inputProblem(t1Node, flairNode, t2Node)
+        if problem:
+            raise ValueError(problem)
         workDir = Path(slicer.util.tempDirectory("ALLNet"))
         inputs = self.writeInputs(workDir, t1Node, flairNode, t2Node)
         outputDir = workDir / "output"
@@ -101,22 +104,38 @@ class SegmentationLogic:
         """Start a run and return at once; ``finished`` is emitted on the main thread."""
         settings = settings or SegmentationSettings()
         args, outputDir = self._prepare(t1Node, flairNode, t2Node, settings)
-        self._pending = {"flair": flairNode, "segmentation": segmentationNode, "settings": settings,
-                         "outputDir": outputDir}
+        self._pending = {"kind": "segment", "flair": flairNode, "segmentation": segmentationNode,
+                         "settings": settings, "outputDir": outputDir}
         # cwd = module folder: `python -m allnet` then finds the bundled core package.
         self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
 
+    def startSample(self) -> None:
+        """Build the synthetic demo case in the core process; ``sampleFinished`` follows."""
+        caseParent = Path(slicer.util.tempDirectory("ALLNetSample"))
+        args = [pythonSlicerExecutable(), "-m", "allnet", "demo", "--case-only", "-o", str(caseParent),
+                "--progress", "json"]
+        self._pending = {"kind": "sample", "caseParent": caseParent}
+        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
+
     def segment(self, t1Node, flairNode, t2Node=None, segmentationNode=None,
-                settings: SegmentationSettings | None = None) -> ImportedResult:
-        """Blocking run for scripts and tests; raises RuntimeError with the core's message on failure."""
+                settings: SegmentationSettings | None = None, keepOutputs: bool = False) -> ImportedResult:
+        """Blocking run for scripts and tests; raises RuntimeError with the core's message on failure.
+
+        The work folder is removed after a successful import unless ``keepOutputs``; after a
+        failure it is kept and named in the error message.
+        """
         settings = settings or SegmentationSettings()
         args, outputDir = self._prepare(t1Node, flairNode, t2Node, settings)
         self._pending = None
         outcome = self.runner.runBlocking(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
         if not outcome.ok:
-            raise RuntimeError("Segmentation cancelled." if outcome.cancelled else outcome.errorMessage)
-        return self.importer.importResult(outcome.outputDir or outputDir, flairNode, segmentationNode,
-                                          keepProbability=settings.keepProbability)
+            message = "Segmentation cancelled." if outcome.cancelled else outcome.errorMessage
+            raise RuntimeError(f"{message}\n\nFiles of the run: {outputDir.parent}")
+        result = self.importer.importResult(outcome.outputDir or outputDir, flairNode, segmentationNode,
+                                            keepProbability=settings.keepProbability)
+        if not keepOutputs:
+            self.removeWorkFolder(outputDir)
+        return result
 
     def cancel(self) -> None:
         self.runner.cancel()
@@ -128,6 +147,9 @@ class SegmentationLogic:
         pending, self._pending = self._pending, None
         if pending is None:  # a blocking run: segment() imports itself
             return
+        if pending["kind"] == "sample":
+            self._sampleFinished(pending, outcome)
+            return
         result = None
         if outcome.ok:
             try:
@@ -137,32 +159,34 @@ class SegmentationLogic:
             except Exception as error:  # reported to the user, not raised into the Qt timer
                 logging.exception("ALLNet: importing the results failed")
                 outcome.errorMessage = f"The results could not be loaded: {error}"
+        workDir = Path(pending["outputDir"]).parent
+        if result is not None:
+            self.removeWorkFolder(pending["outputDir"])
+        else:  # kept for diagnosis; the panel prints where
+            outcome.keptFolder = str(workDir)
         self.finished(result, outcome)
+
+    def _sampleFinished(self, pending: dict, outcome: RunOutcome) -> None:
+        nodes = None
+        if outcome.ok:
+            try:
+                # The case files stay: they are the data behind the loaded volumes.
+                nodes = loadCaseVolumes(outcome.outputDir or Path(pending["caseParent"]) / "case")
+            except Exception as error:
+                logging.exception("ALLNet: loading the sample case failed")
+                outcome.errorMessage = f"The sample case could not be loaded: {error}"
+        if nodes is None:
+            outcome.keptFolder = str(pending["caseParent"])
+        self.sampleFinished(nodes, outcome)
 
     @staticmethod
     def removeWorkFolder(outputDir: str | Path) -> None:
-        """Delete a run's temporary folder (inputs and outputs)."""
+        """Delete a run's temporary work folder (inputs and outputs; ``outputDir`` is inside it)."""
         shutil.rmtree(Path(outputDir).parent, ignore_errors=True)
 
 
-def loadSampleCase(outputDir: str | Path, python: str | None = None, seed: int = 0) -> dict:
-    """Build the synthetic demo case of the core in a subprocess and load T1W/T2W/FLAIR.
-
-    Returns ``{"t1": node, "t2": node, "flair": node}``. The core's ``allnet.demo.make_demo_case``
-    writes the case; files are matched by name (t1/t2/flair).
-    """
-    import subprocess
-
-    caseDir = Path(outputDir) / "case"  # the core creates it (atomically); it must not exist yet
-    script = ("import sys; from pathlib import Path; from allnet.demo import make_demo_case; "
-              "make_demo_case(Path(sys.argv[1]), seed=int(sys.argv[2]))")
-    moduleDir = Path(__file__).resolve().parents[1]
-    completed = subprocess.run([python or pythonSlicerExecutable(), "-c", script, str(caseDir), str(seed)],
-                               cwd=str(moduleDir), capture_output=True, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if completed.returncode != 0:
-        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"The sample case could not be built:\n{tail}")
+def loadCaseVolumes(caseDir: str | Path) -> dict:
+    """Load the T1W/T2W/FLAIR files of a case folder: ``{"t1": node, "t2": node, "flair": node}``."""
     files = findCaseFiles(caseDir)
     return {role: slicer.util.loadVolume(str(path), {"name": f"ALLNet sample {role.upper()}"})
             for role, path in files.items()}

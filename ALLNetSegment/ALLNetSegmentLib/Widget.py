@@ -11,43 +11,47 @@ import vtk
 from slicer.util import VTKObservationMixin
 
 from . import LesionTable
-from .DeviceInfo import describeDevices
+from .Correction import Correction
+from .DeviceInfo import NOT_PROBED_TEXT, PROBING_TEXT, probeDevices
 from .Export import exportResults
-from .InputMatching import assignByName
+from .InputMatching import assignByName, inputProblem
 from .Parameter import ALLNetSegmentParameterNode, SegmentationSettings
-from .ResultImporter import OUTPUT_DIR_ATTRIBUTE, PROBABILITY_FILE, TABLE_FILE, ZONES_FILE
-from .SegmentationLogic import SegmentationLogic, loadSampleCase
+from .SegmentationLogic import SegmentationLogic, pythonSlicerExecutable
 
 SETTINGS_PREFIX = "ALLNet/"
 MACHINE_SETTINGS = ("device", "ensemble", "tta")  # depend on the computer, not on the case
 RECOMPUTE_DELAY_MS = 1500
 APPLY_TEXT = "Segment lesions"
 CANCEL_TEXT = "Cancel"
+TEMPORARY_NODE_NAME = "__temp__"  # slicer.util's helpers add and remove such labelmaps
 
 
 class Widget(VTKObservationMixin):
     """Builds the panel from Resources/UI/ALLNetSegment.ui; ``uiWidget`` goes into the module layout.
 
-    ``parameterNodeLogic`` provides ``getParameterNode() -> ALLNetSegmentParameterNode``.
+    ``parameterNodeLogic`` provides ``getParameterNode() -> ALLNetSegmentParameterNode``. The
+    module widget calls ``enter``/``exit``; ``isEntered`` tells whether the module is shown.
     """
 
-    def __init__(self, moduleDir: str | Path, parameterNodeLogic, logic: SegmentationLogic | None = None) -> None:
+    def __init__(self, moduleDir: str | Path, parameterNodeLogic, logic: SegmentationLogic | None = None,
+                 isEntered=lambda: True) -> None:
         VTKObservationMixin.__init__(self)
         self.moduleDir = Path(moduleDir)
         self.parameterNodeLogic = parameterNodeLogic
         self.logic = logic if logic is not None else SegmentationLogic(self.moduleDir)
+        self.isEntered = isEntered
         self._parameterNode: ALLNetSegmentParameterNode | None = None
         self._guiTag = None
         self._observedSegmentation = None
         self._startTime = 0.0
-        self.rows: list[dict] = []
-        self.lesionTableNode = None
-        self.totalsTableNode = None
+        self._devicesProbed = False
+        self._resetResults()
 
         self.uiWidget = slicer.util.loadUI(str(self.moduleDir / "Resources" / "UI" / "ALLNetSegment.ui"))
         self.ui = slicer.util.childWidgetVariables(self.uiWidget)
         self.uiWidget.setMRMLScene(slicer.mrmlScene)
-        self._setupSegmentEditor()
+        self.correction = Correction(self.ui.segmentEditorFrame.layout())
+        self.segmentEditorWidget = self.correction.editor
 
         self.recomputeTimer = qt.QTimer()
         self.recomputeTimer.setSingleShot(True)
@@ -60,14 +64,61 @@ class Widget(VTKObservationMixin):
         self.ui.show3DButton.connect("toggled(bool)", self.onShow3D)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.lesionTableView.connect("clicked(QModelIndex)", self.onLesionRowClicked)
+        self.ui.advancedCollapsibleButton.connect("contentsCollapsed(bool)", self.onAdvancedCollapsed)
         self.logic.progress.connect(self.onProgress)
         self.logic.log.connect(self.onLog)
         self.logic.finished.connect(self.onFinished)
+        self.logic.sampleFinished.connect(self.onSampleFinished)
         self.logic.installLogic.progressInfo.connect(self.onLog)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
-        self.ui.deviceInfoLabel.text = describeDevices()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.deviceInfoLabel.text = NOT_PROBED_TEXT
         self._setRunning(False)
         self.initializeParameterNode()
+
+    def _resetResults(self) -> None:
+        """Forget the shown result (rows, table nodes, the run's maps)."""
+        self.rows: list[dict] = []
+        self.runMaps: dict = {}  # {"probability": sitk.Image, "zones": sitk.Image} of the last run
+        self.lesionTableNode = None
+        self.totalsTableNode = None
+
+    # -- module life cycle -----------------------------------------------------------------
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self.correction.enter()
+
+    def exit(self) -> None:
+        self.correction.exit()
+        # Like the template: no GUI updates while another module is shown.
+        if self._parameterNode is not None and self._guiTag is not None:
+            self._parameterNode.disconnectGui(self._guiTag)
+            self._guiTag = None
+
+    def onSceneStartClose(self, caller=None, event=None) -> None:
+        if self.logic.isRunning():  # its result would go into nodes that are leaving the scene
+            self.onLog("Scene closed: the running task was cancelled.")
+            self.logic.cancel()
+        self.recomputeTimer.stop()
+        self.setParameterNode(None)
+        self._observeSegmentation(None)
+        self.correction.onSceneStartClose()
+        self._resetResults()
+        self.ui.lesionTableView.setMRMLTableNode(None)
+        self.ui.totalsTableView.setMRMLTableNode(None)
+        self.ui.statusLabel.text = ""
+
+    def onSceneEndClose(self, caller=None, event=None) -> None:
+        self.correction.onSceneEndClose(self.isEntered())
+        if self.isEntered():
+            self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self.logic.isRunning():
+            self.logic.cancel()
+        self.setParameterNode(None)
+        self.removeObservers()
 
     # -- parameter node --------------------------------------------------------------------
     def initializeParameterNode(self) -> None:
@@ -89,12 +140,6 @@ class Widget(VTKObservationMixin):
             self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
             self.onParameterNodeModified()
 
-    def cleanup(self) -> None:
-        if self.logic.isRunning():
-            self.logic.cancel()
-        self.setParameterNode(None)
-        self.removeObservers()
-
     @staticmethod
     def _restoreMachineSettings(parameterNode) -> None:
         settings = qt.QSettings()
@@ -106,7 +151,7 @@ class Widget(VTKObservationMixin):
                 if name == "tta":
                     value = str(value).lower() == "true"
                 setattr(parameterNode, name, value)
-            except ValueError:  # a stale or hand-edited setting; keep the default
+            except (TypeError, ValueError):  # a stale or hand-edited setting; keep the default
                 logging.warning("ALLNet: ignoring setting %s=%r", name, value)
 
     def _saveMachineSettings(self) -> None:
@@ -114,29 +159,40 @@ class Widget(VTKObservationMixin):
         for name in MACHINE_SETTINGS:
             settings.setValue(SETTINGS_PREFIX + name, str(getattr(self._parameterNode, name)))
 
+    def inputProblem(self) -> str | None:
+        p = self._parameterNode
+        if p is None:
+            return "No parameter node."
+        return inputProblem(p.t1Volume, p.flairVolume, p.t2Volume)
+
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         p = self._parameterNode
         if p is None:
             return
         self._saveMachineSettings()
-        ready = p.t1Volume is not None and p.flairVolume is not None
         if not self.logic.isRunning():
-            self.ui.applyButton.enabled = ready
-            self.ui.applyButton.toolTip = ("Run ALLNet on the selected volumes" if ready
-                                           else "Select a T1W and a FLAIR volume (T2W is optional)")
+            self._updateApplyButton()
         self._observeSegmentation(p.outputSegmentation)
 
+    def _updateApplyButton(self) -> None:
+        problem = self.inputProblem()
+        self.ui.applyButton.enabled = problem is None
+        self.ui.applyButton.toolTip = problem or "Run ALLNet on the selected volumes"
+        self.ui.inputsMessageLabel.text = problem or ""
+
     def autoAssignInputs(self) -> None:
-        """Fill empty input selectors from volume names (t1/t2/flair patterns)."""
+        """Fill empty input selectors from volume names (t1/t2/flair patterns); a volume fills one role."""
         p = self._parameterNode
         if p is None:
             return
         volumes = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                   if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and n.GetName() != TEMPORARY_NODE_NAME]
         assigned = assignByName([n.GetName() for n in volumes])
+        taken = {p.t1Volume, p.t2Volume, p.flairVolume}
         for role, attribute in (("t1", "t1Volume"), ("t2", "t2Volume"), ("flair", "flairVolume")):
-            if role in assigned and getattr(p, attribute) is None:
+            if role in assigned and getattr(p, attribute) is None and volumes[assigned[role]] not in taken:
                 setattr(p, attribute, volumes[assigned[role]])
+                taken.add(volumes[assigned[role]])
 
     def onNodeAdded(self, caller, event) -> None:
         # Deferred: the node's name is set after NodeAddedEvent when loading from file.
@@ -150,6 +206,9 @@ class Widget(VTKObservationMixin):
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("ALLNet could not start.", waitCursor=True):
+            problem = self.inputProblem()
+            if problem:
+                raise ValueError(problem)
             if not self.logic.installLogic.ensure():
                 return
             if self.logic.installLogic.needsRestart:
@@ -164,11 +223,21 @@ class Widget(VTKObservationMixin):
                              SegmentationSettings.fromParameterNode(p))
             self._setRunning(True)
 
+    def onLoadSample(self) -> None:
+        if self.logic.isRunning():
+            return
+        with slicer.util.tryWithErrorDisplay("The sample case could not be built.", waitCursor=True):
+            self.ui.logTextEdit.clear()
+            self._startTime = time.time()
+            self.logic.startSample()
+            self._setRunning(True)
+
     def _setRunning(self, running: bool) -> None:
         self.ui.applyButton.text = CANCEL_TEXT if running else APPLY_TEXT
-        self.ui.applyButton.enabled = running or (
-            self._parameterNode is not None and self._parameterNode.t1Volume is not None
-            and self._parameterNode.flairVolume is not None)
+        if running:
+            self.ui.applyButton.enabled = True
+        else:
+            self._updateApplyButton()
         for name in ("inputsCollapsibleButton", "outputsCollapsibleButton", "advancedCollapsibleButton"):
             getattr(self.ui, name).enabled = not running
         if running:
@@ -183,24 +252,43 @@ class Widget(VTKObservationMixin):
     def onLog(self, line: str) -> None:
         self.ui.logTextEdit.appendPlainText(line)
 
-    def onFinished(self, result, outcome) -> None:
-        self._setRunning(False)
-        elapsed = time.time() - self._startTime
+    def _reportFailure(self, outcome) -> bool:
+        """Show how a run ended when it did not succeed; True if it did not."""
+        if outcome.keptFolder:
+            self.onLog(f"Files of this run are kept in: {outcome.keptFolder}")
         if outcome.cancelled:
             self.ui.statusLabel.text = "Cancelled."
-            return
+            return True
         if not outcome.ok:
             self.ui.statusLabel.text = "Failed (see the message and the log)."
             slicer.util.errorDisplay(outcome.errorMessage, windowTitle="ALLNet Segment")
+            return True
+        return False
+
+    def onFinished(self, result, outcome) -> None:
+        self._setRunning(False)
+        elapsed = time.time() - self._startTime
+        if self._reportFailure(outcome) or self._parameterNode is None:
             return
         self.ui.progressBar.value = 100
-        tablePath = Path(result.outputDir) / TABLE_FILE
-        self.rows = LesionTable.rowsFromCsv(tablePath) if tablePath.is_file() else self._recomputedRows()
+        self.runMaps = dict(result.maps)
+        self.rows = list(result.rows) if result.rows else self._recomputedRows()
         self._showTables()
         self.recomputeTimer.stop()  # the import itself fired segmentation events; the table is fresh
         slicer.util.setSliceViewerLayers(background=self._parameterNode.flairVolume)
         totalMl = sum(r["volume_mm3"] for r in self.rows) / 1000.0
         self.ui.statusLabel.text = f"Done in {elapsed:.0f} s: {len(self.rows)} lesions, {totalMl:.2f} mL."
+
+    def onSampleFinished(self, nodes, outcome) -> None:
+        self._setRunning(False)
+        if self._reportFailure(outcome) or self._parameterNode is None:
+            return
+        p = self._parameterNode
+        p.t1Volume, p.flairVolume = nodes["t1"], nodes["flair"]
+        p.t2Volume = nodes.get("t2")
+        self.ui.progressBar.value = 100
+        self.ui.statusLabel.text = f"Sample case loaded ({time.time() - self._startTime:.0f} s)."
+        slicer.util.setSliceViewerLayers(background=nodes["flair"], fit=True)
 
     # -- table -----------------------------------------------------------------------------
     def _showTables(self) -> None:
@@ -216,13 +304,10 @@ class Widget(VTKObservationMixin):
 
     def _recomputedRows(self) -> list[dict]:
         segmentationNode = self._parameterNode.outputSegmentation
-        outputDir = segmentationNode.GetAttribute(OUTPUT_DIR_ATTRIBUTE)
-        maps = {}
-        if outputDir:
-            maps = {"probabilityPath": Path(outputDir) / PROBABILITY_FILE, "zonesPath": Path(outputDir) / ZONES_FILE}
         # Minimum size 0: a lesion the user painted on purpose must appear in the table.
         return LesionTable.recomputeRows(segmentationNode, self._referenceVolume(segmentationNode),
-                                         minSizeMm3=0.0, **maps)
+                                         probability=self.runMaps.get("probability"),
+                                         zones=self.runMaps.get("zones"), minSizeMm3=0.0)
 
     def onRecomputeTable(self) -> None:
         p = self._parameterNode
@@ -244,9 +329,8 @@ class Widget(VTKObservationMixin):
         if segmentationNode is not None:
             for event in events:
                 self.addObserver(segmentationNode, event, self.onSegmentationEdited)
-        self.segmentEditorWidget.setSegmentationNode(segmentationNode)
-        if self._parameterNode is not None and self._parameterNode.flairVolume is not None:
-            self.segmentEditorWidget.setSourceVolumeNode(self._parameterNode.flairVolume)
+        flair = self._parameterNode.flairVolume if self._parameterNode is not None else None
+        self.correction.show(segmentationNode, flair)
 
     def onSegmentationEdited(self, caller=None, event=None) -> None:
         # Debounced: a brush stroke fires many events; recompute once the user pauses.
@@ -257,18 +341,13 @@ class Widget(VTKObservationMixin):
         if self.lesionTableNode is not None:
             LesionTable.jumpToRow(self.lesionTableNode, index.row())
 
-    # -- correction, 3D, export, sample ----------------------------------------------------
-    def _setupSegmentEditor(self) -> None:
-        self.segmentEditorWidget = slicer.qMRMLSegmentEditorWidget()
-        self.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
-        self.segmentEditorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "ALLNet segment editor")
-        self.segmentEditorWidget.setMRMLSegmentEditorNode(self.segmentEditorNode)
-        self.ui.segmentEditorFrame.layout().addWidget(self.segmentEditorWidget)
-
+    # -- 3D, export, device ----------------------------------------------------------------
     def onShow3D(self, show: bool) -> None:
         segmentationNode = self._parameterNode.outputSegmentation if self._parameterNode else None
         if segmentationNode is None:
             return
+        # A segmentation made by the selector (or before any run) has no display node yet.
+        segmentationNode.CreateDefaultDisplayNodes()
         if show:
             segmentationNode.CreateClosedSurfaceRepresentation()
         segmentationNode.GetDisplayNode().SetVisibility3D(show)
@@ -286,10 +365,13 @@ class Widget(VTKObservationMixin):
             self.onLog("Exported: " + ", ".join(str(path) for path in written.values()))
             self.ui.statusLabel.text = f"Exported to {folder}"
 
-    def onLoadSample(self) -> None:
-        with slicer.util.tryWithErrorDisplay("The sample case could not be loaded.", waitCursor=True):
-            nodes = loadSampleCase(slicer.util.tempDirectory("ALLNetSample"))
-            p = self._parameterNode
-            p.t1Volume, p.flairVolume = nodes["t1"], nodes["flair"]
-            p.t2Volume = nodes.get("t2")
-            slicer.util.setSliceViewerLayers(background=nodes["flair"], fit=True)
+    def onAdvancedCollapsed(self, collapsed: bool) -> None:
+        if collapsed or self._devicesProbed:
+            return
+        self._devicesProbed = True
+        self.ui.deviceInfoLabel.text = PROBING_TEXT
+
+        def show(text: str) -> None:
+            self.ui.deviceInfoLabel.text = text
+
+        probeDevices(pythonSlicerExecutable(), show)

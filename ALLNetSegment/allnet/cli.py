@@ -123,6 +123,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     check_output_location(out)
     case = make_demo_case(out / "case", seed=args.seed)
     print(f"demo case (synthetic, native-like geometry) written to {out / 'case'}", file=sys.stderr)
+    if args.case_only:  # the Slicer module's "Load sample": the case, not its segmentation
+        if args.progress == "json":
+            print(RESULT_PREFIX + json.dumps({"output_dir": str(out / "case")}), flush=True)
+        return EXIT_OK
     result = run_pipeline(case.t1, case.flair, case.t2, out / "result", options,
                           _progress(args))
     _report_result(args, result)
@@ -177,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "template (no download), runs the full pipeline and scores it.")
     demo.add_argument("-o", "--output", required=True, help="output folder (case/ and result/)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic case")
+    demo.add_argument("--case-only", action="store_true",
+                      help="only build the case (OUTPUT/case); with --progress json its folder is "
+                           "reported on the ALLNET-RESULT line")
     _add_run_options(demo)
     demo.set_defaults(func=_cmd_demo)
 

@@ -6,48 +6,17 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
-import textwrap
 import types
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
-from helpers_slicer import resetSlicer, runEventLoopUntil, writeOutputFolder
+from helpers_slicer import loadCase, makePanel, resetSlicer, runEventLoopUntil
 
 import qt  # noqa: E402
 import slicer  # noqa: E402
 from ALLNetSegmentLib.InputMatching import assignByName, roleOfName  # noqa: E402
-from ALLNetSegmentLib.Parameter import SegmentationSettings  # noqa: E402
-from ALLNetSegmentLib.SegmentationLogic import SegmentationLogic  # noqa: E402
-
-FAKE_CORE = textwrap.dedent("""
-    # Stand-in for `python -m allnet segment`: one 3x3x3 lesion at the FLAIR centre.
-    import json, sys, time
-    from pathlib import Path
-    import numpy as np, SimpleITK as sitk
-    from allnet import lesions
-    args = sys.argv[1:]
-    out = Path(args[args.index("-o") + 1])
-    Path(sys.argv[0]).with_suffix(".args.json").write_text(json.dumps(args))
-    print('ALLNET-PROGRESS {"stage": "preprocessing", "fraction": 0.2, "message": "reading"}', flush=True)
-    if "--tta" in args:  # used by the cancel test: behave like a long run
-        time.sleep(60)
-    flair = sitk.ReadImage(args[args.index("--flair") + 1])
-    mask = np.zeros(sitk.GetArrayViewFromImage(flair).shape, np.uint8)
-    k, j, i = (s // 2 for s in mask.shape)
-    mask[k-1:k+2, j-1:j+2, i-1:i+2] = 1
-    out.mkdir(parents=True)
-    image = sitk.GetImageFromArray(mask); image.CopyInformation(flair)
-    sitk.WriteImage(image, str(out / "lesion_mask.nii.gz"))
-    prob = sitk.GetImageFromArray(mask.astype(np.float32) * 0.8); prob.CopyInformation(flair)
-    sitk.WriteImage(prob, str(out / "lesion_probability.nii.gz"))
-    labels = lesions.label_lesions(image, 26, 0.0)
-    lesions.write_lesions_csv(lesions.lesion_table(labels, prob, None), out / "lesions.csv")
-    print("ALLNET-RESULT " + json.dumps({"output_dir": str(out), "summary": str(out / "summary.json")}), flush=True)
-""")
-
+from ALLNetSegmentLib.Parameter import DEVICES, SegmentationSettings  # noqa: E402
 
 @pytest.fixture()
 def module():
@@ -57,35 +26,7 @@ def module():
 
 @pytest.fixture()
 def panel(module, tmp_path, monkeypatch):
-    """The module widget set up, with the core command replaced by FAKE_CORE."""
-    script = tmp_path / "fake_core.py"
-    script.write_text(FAKE_CORE)
-    original = SegmentationLogic.buildCommand
-
-    def buildCommand(inputs, outputDir, settings, python=None):
-        real = original(inputs, outputDir, settings, python=sys.executable)
-        assert real[1:4] == ["-m", "allnet", "segment"]
-        return [sys.executable, str(script), *real[4:]]
-
-    monkeypatch.setattr(SegmentationLogic, "buildCommand", staticmethod(buildCommand))
-    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: None)
-    # Dependencies are present in the test environment: no dialog, no install.
-    monkeypatch.setattr("ALLNetSegmentLib.InstallLogic.InstallLogic.ensure", lambda self, askConfirmation=True: True)
-    widget = module.ALLNetSegmentWidget(types.SimpleNamespace())
-    widget.setup()
-    widget.scriptPath = script
-    return widget
-
-
-def loadCase(tmp_path):
-    written = writeOutputFolder(tmp_path / "case")
-    flair = sitk.ReadImage(str(tmp_path / "case" / "FLAIR.nii.gz"))
-    for name in ("patient07_T1W", "patient07_T2W"):
-        sitk.WriteImage(flair, str(tmp_path / "case" / f"{name}.nii.gz"))
-    nodes = [slicer.util.loadVolume(str(tmp_path / "case" / f"{n}.nii.gz"), {"name": n})
-             for n in ("patient07_T1W", "patient07_T2W")]
-    nodes.append(slicer.util.loadVolume(str(tmp_path / "case" / "FLAIR.nii.gz"), {"name": "patient07 FLAIR"}))
-    return written, nodes
+    return makePanel(module, tmp_path, monkeypatch)
 
 
 def test_module_metadata_cites_the_method(module):
@@ -107,12 +48,12 @@ def test_widget_builds_and_binds_every_ui_parameter(panel):
     ui = panel.panel.ui
     p = panel.panel._parameterNode
     assert ui.applyButton.text == "Segment lesions" and not ui.applyButton.enabled
-    assert ui.deviceComboBox._items == ["auto", "cpu", "cuda"] and ui.ensembleComboBox._items == ["full", "fast"]
+    assert ui.deviceComboBox._items == DEVICES and ui.ensembleComboBox._items == ["full", "fast"]
     assert ui.thresholdSliderWidget.value == 0.5 and ui.minLesionSizeSpinBox.value == p.minLesionSizeMm3
     assert ui.t1Selector.mrmlScene is slicer.mrmlScene  # scene passed on through the .ui connections
     assert panel.panel.segmentEditorWidget in ui.segmentEditorFrame.layout().widgets
     ui.ttaCheckBox.checked = True
-    p.guiChanged(ui.ttaCheckBox)
+    ui.ttaCheckBox.emit("toggled(bool)", True)  # the user ticks the box
     assert p.tta is True
 
 
@@ -131,12 +72,12 @@ def test_inputs_are_auto_filled_and_machine_settings_persist(panel, tmp_path):
 
 
 def test_settings_become_core_options():
-    args = SegmentationSettings(threshold=0.4, minLesionSizeMm3=5, tta=True, ensemble="fast", device="cpu",
-                                preprocessed=True, keepProbability=False).cliArgs()
-    assert args == ["--threshold", "0.4", "--min-lesion-mm3", "5", "--connectivity", "26", "--ensemble", "fast",
-                    "--device", "cpu", "--tta", "--preprocessed"]
-    with pytest.raises(ValueError):
-        SegmentationSettings(threshold=1.5)
+    args = SegmentationSettings.fromOptions(threshold=0.4, min_lesion_mm3=5.0, tta=True, ensemble="fast",
+                                            device="cpu", preprocessed=True, keepProbability=False).cliArgs()
+    assert args == ["--device", "cpu", "--ensemble", "fast", "--tta", "--threshold", "0.4",
+                    "--min-lesion-mm3", "5", "--preprocessed"]
+    with pytest.raises(ValueError, match="--threshold"):
+        SegmentationSettings.fromOptions(threshold=1.5)
 
 
 def test_segment_review_edit_and_export(panel, tmp_path):
@@ -200,15 +141,30 @@ def test_core_error_reaches_the_user(panel, tmp_path, monkeypatch):
     assert slicer.util.calls["errorDisplay"] == ["t1.nrrd: image is constant"]
 
 
-def test_load_sample_builds_the_demo_case_and_fills_the_inputs(panel):
-    pytest.importorskip("allnet.demo", reason="allnet.demo not available")
+def test_load_sample_runs_allnet_demo_through_the_process_runner(panel):
+    """Load sample runs `allnet demo --case-only` without blocking: the button becomes Cancel
+    while the core builds the case, the GUI keeps running, then the inputs are filled."""
     w = panel.panel
-    w.ui.loadSampleButton.emit("clicked(bool)", False)  # runs allnet.demo.make_demo_case in a subprocess
+    w.ui.loadSampleButton.emit("clicked(bool)", False)
+    assert w.ui.applyButton.text == "Cancel" and w.logic.isRunning()  # returned at once
+    args = w.logic.runner._proc.args
+    assert args[1:5] == ["-m", "allnet", "demo", "--case-only"] and "--progress" in args
+    runEventLoopUntil(lambda: w.ui.applyButton.text == "Segment lesions", timeout=120)
     p = w._parameterNode
+    assert slicer.util.calls["errorDisplay"] == [], w.ui.logTextEdit.plainText
     assert [n.GetName() for n in (p.t1Volume, p.t2Volume, p.flairVolume)] == [
         "ALLNet sample T1", "ALLNet sample T2", "ALLNet sample FLAIR"]
     assert p.flairVolume.array.ndim == 3 and p.flairVolume.array.std() > 0
-    assert w.ui.applyButton.enabled
+    assert w.ui.applyButton.enabled and w.ui.statusLabel.text.startswith("Sample case loaded")
+
+
+def test_load_sample_failure_is_reported_and_its_folder_kept(panel, monkeypatch):
+    w = panel.panel
+    monkeypatch.setattr("ALLNetSegmentLib.SegmentationLogic.pythonSlicerExecutable",
+                        lambda: str(panel.scriptPath.parent / "no-such-python"))
+    with pytest.raises(FileNotFoundError):  # tryWithErrorDisplay shows it and re-raises, as in Slicer
+        w.ui.loadSampleButton.emit("clicked(bool)", False)
+    assert w.ui.applyButton.text == "Segment lesions" and not w.logic.isRunning()
 
 
 def test_cmake_lists_every_module_file():

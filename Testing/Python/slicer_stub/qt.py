@@ -115,14 +115,14 @@ class FakeLayout:
 KNOWN_SIGNALS = {"clicked(bool)", "clicked()", "toggled(bool)", "clicked(QModelIndex)", "timeout()",
                  "currentNodeChanged(vtkMRMLNode*)", "currentIndexChanged(int)", "valueChanged(double)",
                  "valueChanged(int)", "textChanged(QString)", "directoryChanged(QString)",
-                 "mrmlSceneChanged(vtkMRMLScene*)"}
+                 "mrmlSceneChanged(vtkMRMLScene*)", "contentsCollapsed(bool)"}
 
 
 class FakeWidget:
     """A widget of a .ui file: Qt properties are plain attributes, signals are emitted by tests."""
 
-    def __init__(self, className="QWidget", name="", properties=None) -> None:
-        self.className = className
+    def __init__(self, className=None, name="", properties=None) -> None:
+        self.className = className or type(self).__name__
         self.objectName = name
         self._properties = dict(properties or {})
         self._slots: dict[str, list] = {}
@@ -139,6 +139,7 @@ class FakeWidget:
         self.plainText = ""
         self.mrmlScene = None
         self.tableNode = None
+        self.collapsed = self._properties.get("collapsed", False)  # ctkCollapsibleButton
 
     # Qt API used by the module and by the parameter node wrapper
     def property(self, name):
@@ -149,6 +150,13 @@ class FakeWidget:
             raise AttributeError(f"{self.className} {self.objectName}: unknown signal {signal}")
         self._slots.setdefault(signal, []).append(slot)
         return True
+
+    def disconnect(self, signal, slot):
+        slots = self._slots.get(signal, [])
+        if slot in slots:
+            slots.remove(slot)
+            return True
+        return False
 
     def emit(self, signal, *args):
         """Test helper: what Qt does when the user acts on the widget."""

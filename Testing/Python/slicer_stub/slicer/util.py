@@ -1,5 +1,5 @@
-"""Stand-in for ``slicer.util`` (real: Base/Python/slicer/util.py). Signatures as in the real
-file; the comment above each function quotes it."""
+"""Stand-in for ``slicer.util`` (real: Base/Python/slicer/util.py, Slicer 5.12). Signatures as in
+the real file; the comment above each function quotes it."""
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +18,9 @@ import numpy as np
 
 import slicer
 
-calls: dict[str, list] = {"errorDisplay": [], "confirmOkCancelDisplay": [], "confirmYesNoDisplay": [],
-                          "restart": [], "setSliceViewerLayers": []}
+calls: dict[str, list] = {"errorDisplay": [], "warningDisplay": [], "infoDisplay": [], "delayDisplay": [],
+                          "confirmOkCancelDisplay": [], "confirmYesNoDisplay": [], "restart": [],
+                          "setSliceViewerLayers": []}
 answers = {"confirmOkCancelDisplay": True, "confirmYesNoDisplay": False}
 
 
@@ -156,6 +157,10 @@ def loadNodeFromFile(filename, filetype=None, properties={}, returnNode=False):
         node = slicer.mrmlScene.AddNewNodeByClass(className, name)
         node.CreateDefaultDisplayNodes()
         _sitkToNode(sitk.ReadImage(str(filename)), node)
+        # qSlicerVolumesReader: the node keeps a storage node naming the file it was read from
+        storageNode = slicer.mrmlScene.AddNode(slicer.vtkMRMLVolumeArchetypeStorageNode())
+        storageNode.SetFileName(str(filename))
+        node.SetAndObserveStorageNodeID(storageNode.GetID())
         if properties.get("colorNodeID"):
             node.GetDisplayNode().SetAndObserveColorNodeID(properties["colorNodeID"])
         return node
@@ -218,8 +223,11 @@ def saveNode(node, filename, properties={}):
         slicerio.write_segmentation(str(filename), segmentation)
     else:
         _writeVolume(node, filename)
-    node._storageNode = slicer.vtkMRMLSegmentationStorageNode()
-    node._storageNode.SetFileName(str(filename))
+    storageNode = node.GetStorageNode()
+    if storageNode is None:
+        storageNode = slicer.mrmlScene.AddNode(slicer.vtkMRMLSegmentationStorageNode())
+        node.SetNodeReferenceID("storage", storageNode.GetID())
+    storageNode.SetFileName(str(filename))
     return True
 
 
@@ -228,30 +236,65 @@ def arrayFromVolume(volumeNode):
     return volumeNode.array
 
 
+# def updateVolumeFromArray(volumeNode, narray):
+def updateVolumeFromArray(volumeNode, narray):
+    volumeNode.array = np.array(narray)
+    volumeNode.Modified()
+
+
 # def arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode=None):
+# As in Slicer, the segment goes through a temporary "__temp__" labelmap node added to (and then
+# removed from) the scene, so NodeAdded/NodeRemoved observers see it.
 def arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode=None):
+    import vtk
+
     if not referenceVolumeNode:
         referenceVolumeNode = segmentationNode.GetNodeReference(
             slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
         if not referenceVolumeNode:
             raise RuntimeError("No reference volume is found in the input segmentationNode, therefore a valid "
                                "referenceVolumeNode input is required.")
-    segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
-    shape, ijkToRas = segmentationNode.referenceGrid()
-    mask = segment.mask if segment.mask is not None else np.zeros(shape, bool)
-    return _resampleNearest(mask.astype(np.uint8), ijkToRas, referenceVolumeNode.array.shape,
-                            referenceVolumeNode.ijkToRas)
+    segmentIds = vtk.vtkStringArray()
+    segmentIds.InsertNextValue(segmentId)
+    labelmapVolumeNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__temp__")
+    try:
+        if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+                segmentationNode, segmentIds, labelmapVolumeNode, referenceVolumeNode):
+            raise RuntimeError("Export of segment failed.")
+        narray = arrayFromVolume(labelmapVolumeNode)
+    finally:
+        if labelmapVolumeNode.GetDisplayNode():
+            slicer.mrmlScene.RemoveNode(labelmapVolumeNode.GetDisplayNode().GetColorNode())
+        slicer.mrmlScene.RemoveNode(labelmapVolumeNode)
+    return narray
 
 
 # def updateSegmentBinaryLabelmapFromArray(narray, segmentationNode, segmentId, referenceVolumeNode=None):
+# Through a "__temp__" labelmap from slicer.modules.volumes.logic().CreateAndAddLabelVolume, as in Slicer.
 def updateSegmentBinaryLabelmapFromArray(narray, segmentationNode, segmentId, referenceVolumeNode=None):
+    import vtk
+
     if not referenceVolumeNode:
         referenceVolumeNode = segmentationNode.GetNodeReference(
             slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
-    shape, ijkToRas = segmentationNode.referenceGrid()
-    resampled = _resampleNearest(np.asarray(narray).astype(np.uint8), referenceVolumeNode.ijkToRas, shape, ijkToRas)
-    segmentationNode.GetSegmentation().GetSegment(segmentId).mask = resampled > 0
-    segmentationNode.InvokeEvent(slicer.vtkSegmentation.SourceRepresentationModified)
+        if not referenceVolumeNode:
+            raise RuntimeError("No reference volume is found in the input segmentationNode, therefore a valid "
+                               "referenceVolumeNode input is required.")
+    labelmapVolumeNode = slicer.modules.volumes.logic().CreateAndAddLabelVolume(referenceVolumeNode, "__temp__")
+    try:
+        if narray.min() >= 0 and narray.max() <= 1:
+            updateVolumeFromArray(labelmapVolumeNode, narray)
+        else:
+            narrayNormalized = np.zeros(narray.shape, np.uint8)
+            narrayNormalized[narray > 0] = 1
+            updateVolumeFromArray(labelmapVolumeNode, narrayNormalized)
+        segmentIds = vtk.vtkStringArray()
+        segmentIds.InsertNextValue(segmentId)
+        if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
+                labelmapVolumeNode, segmentationNode, segmentIds):
+            raise RuntimeError("Importing of segment failed.")
+    finally:
+        slicer.mrmlScene.RemoveNode(labelmapVolumeNode)
 
 
 # def tempDirectory(key="__SlicerTemp__", tempDir=None, includeDateTime=True):
@@ -272,15 +315,34 @@ def errorDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kw
     calls["errorDisplay"].append(text)
 
 
+# def warningDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+def warningDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+    calls["warningDisplay"].append(text)
+
+
+# def infoDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+def infoDisplay(text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+    calls["infoDisplay"].append(text)
+
+
+# def delayDisplay(message, autoCloseMsec=1000, parent=None, **kwargs):
+def delayDisplay(message, autoCloseMsec=1000, parent=None, **kwargs):
+    calls["delayDisplay"].append(message)
+
+
 # def confirmOkCancelDisplay(text, windowTitle=None, parent=None, **kwargs):
 def confirmOkCancelDisplay(text, windowTitle=None, parent=None, **kwargs):
     calls["confirmOkCancelDisplay"].append({"text": text, "windowTitle": windowTitle, **kwargs})
+    if slicer.app.testingEnabled():  # _messageDisplay: no dialog, returns its testingReturnValue (True)
+        return True
     return answers["confirmOkCancelDisplay"]
 
 
 # def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs):
 def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs):
     calls["confirmYesNoDisplay"].append({"text": text, "windowTitle": windowTitle, **kwargs})
+    if slicer.app.testingEnabled():
+        return True
     return answers["confirmYesNoDisplay"]
 
 
