@@ -11,6 +11,7 @@ import csv
 from dataclasses import replace
 from pathlib import Path
 
+from allnet.atomic import write_text_atomic
 from allnet.metrics import summarise
 from allnet.model import ModelConfig
 from allnet.synthesis import LesionShapeBank
@@ -18,7 +19,7 @@ from allnet.synthesis import LesionShapeBank
 from .cache import CachedCase
 from .crossval import load_case_metrics, run_crossval
 from .patches import SamplerConfig
-from .trainer import TrainConfig, _write_text_atomic
+from .trainer import TrainConfig
 
 VARIANTS: tuple[tuple[str, bool, bool], ...] = (
     # name, AnaConv, sphere head + LesLoss
@@ -60,7 +61,7 @@ def write_table(rows: list[dict], out: Path) -> str:
     lines = ["| Method | " + " | ".join(cols[1:]) + " |", "|---" * len(cols) + "|"]
     lines += ["| " + r["method"] + " | " + " | ".join(_fmt(r[c]) for c in cols[1:]) + " |" for r in rows]
     md = "\n".join(lines) + "\n"
-    _write_text_atomic(out / "ablation.md", md)
+    write_text_atomic(out / "ablation.md", md)
     return md
 
 
@@ -71,7 +72,8 @@ def variant_folder(out: Path, name: str) -> Path:
 def run_ablation(cases: list[CachedCase], out_dir: str | Path, model_config: ModelConfig,
                  train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
                  bank: LesionShapeBank | None = None, *, resume: bool = True,
-                 progress: bool = True, variants: list[str] | None = None, log=print) -> str:
+                 progress: bool = True, variants: list[str] | None = None, log=print,
+                 synth=None) -> str:
     """Cross-validate the chosen variants (default all; same seeds, folds, crops) and write
     the table of every variant finished in ``out_dir``.
 
@@ -89,7 +91,8 @@ def run_ablation(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
         if name in chosen:
             cfg = replace(model_config, anaconv=anaconv, sphere_head=sphere)
             folds = run_crossval(cases, variant_folder(out, name), cfg, train_cfg, sampler_cfg,
-                                 seeds, bank, resume=resume, progress=progress, log=log)
+                                 seeds, bank, resume=resume, progress=progress, log=log,
+                                 synth=synth)
             computed[name] = [m for f in folds for m in f.model]
     # read the others only now: another process may have finished them meanwhile
     results = {}

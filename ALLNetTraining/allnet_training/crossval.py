@@ -2,35 +2,41 @@
 
 Per fold: train (one member per seed) on the other subjects' cases, predict every visit of
 the held-out subject with ``allnet.inference.predict`` on the whole working-grid volume,
-and score with ``allnet.metrics.evaluate_case``. Predicted lesions smaller than the
-product's minimum (``allnet.lesions.DEFAULT_MIN_LESION_MM3``) are removed first, as
-``allnet segment`` removes them from its output; the reference is left as drawn. The model
-is scored at the default probability threshold 0.5 and at a threshold chosen on the fold's
-TRAINING cases (the one maximising their mean DSC). The baseline thresholds the normalised
-FLAIR inside the brain at the level that maximises the mean DSC over the fold's TRAINING
-cases. Nothing is tuned on the held-out subject.
+and score with ``allnet.metrics.evaluate_case`` (18-connectivity). Predictions first go
+through the product's own post-processing (``allnet.postprocess`` with the default
+inference plan: 26-connected lesions of at least 10 mm3, lesion scores from the sphere
+head), as ``allnet segment`` does; the reference is left as drawn. The model is scored at
+the default plan and at a probability threshold chosen on the fold's TRAINING cases (the
+one maximising their mean DSC; mean probability above it). The baseline thresholds the
+normalised FLAIR inside the brain at the level that maximises the mean DSC over the fold's
+TRAINING cases. Nothing is tuned on the held-out subject. Held-out predictions are kept
+(``fold_<subject>/oof/``); once every subject has been held out, the model's inference plan
+is chosen on them (``allnet_training.plan_tuning``, ``plan.json``).
 """
 from __future__ import annotations
 
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from allnet.atomic import write_text_atomic
 from allnet.inference import predict
-from allnet.lesions import DEFAULT_MIN_LESION_MM3
-from allnet.metrics import (DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, remove_small_lesions,
-                            summarise)
+from allnet.metrics import DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, summarise
+from allnet.plan import DEFAULT_PLAN, InferencePlan
+from allnet.postprocess import postprocess_array
 from allnet.model import ModelBundle, ModelConfig, load_model_file
 from allnet.synthesis import LesionShapeBank
 
 from .cache import MODALITIES, CachedCase
+from .domain_synth import DomainSynth
 from .ensemble import export_bundle, train_ensemble
 from .patches import CropSampler, SamplerConfig
-from .trainer import TrainConfig, _write_text_atomic
+from .plan_tuning import save_oof, tune_plan
+from .trainer import TrainConfig
 
 FLAIR_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.5, 8.01, 0.1), 2))
 PROBABILITY_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.05), 2))
@@ -81,12 +87,14 @@ def choose_probability_threshold(bundle: ModelBundle, cases: list[CachedCase], *
     return float(thresholds[int(np.argmax(scores))])
 
 
-def score(pred: np.ndarray, case: CachedCase, connectivity: int = DEFAULT_CONNECTIVITY,
-          min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3) -> CaseMetrics:
-    """Metrics of a working-grid (1 mm) prediction after the product's small-lesion removal."""
-    pred = remove_small_lesions(pred, 1.0, connectivity, min_lesion_mm3)
-    return evaluate_case(pred, case.mask, spacing=(1.0, 1.0, 1.0), connectivity=connectivity,
-                         case=case.case_id)
+def score(pred: np.ndarray, case: CachedCase, plan: InferencePlan = DEFAULT_PLAN,
+          score_map: np.ndarray | None = None) -> CaseMetrics:
+    """Metrics of a working-grid (1 mm) vote after the product's own post-processing
+    (``allnet.postprocess`` with ``plan``: connectivity, minimum size, lesion-score
+    threshold when ``score_map`` is given), counted at the evaluation's connectivity (18)."""
+    labels, _ = postprocess_array(pred.astype(np.float32), plan, score_map)
+    return evaluate_case(labels > 0, case.mask, spacing=(1.0, 1.0, 1.0),
+                         connectivity=DEFAULT_CONNECTIVITY, case=case.case_id)
 
 
 @dataclass
@@ -115,10 +123,12 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
              out_dir: Path, model_config: ModelConfig, train_cfg: TrainConfig,
              sampler_cfg: SamplerConfig, seeds: list[int], bank: LesionShapeBank | None,
              *, resume: bool = True, progress: bool = True, device: str = "cpu",
-             log=print) -> FoldResult:
-    """Train on ``train_cases``, evaluate model and baseline on ``test_cases``."""
+             log=print, synth: DomainSynth | None = None) -> FoldResult:
+    """Train on ``train_cases``, evaluate model and baseline on ``test_cases``. ``synth``:
+    the domain-randomisation generator (the sampler keeps only the training subjects'
+    brains and lesion maps of it)."""
     fold_dir = out_dir / f"fold_{subject}"
-    sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank)
+    sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank, synth)
     meta = {"fold": subject, "training_cases": [c.case_id for c in train_cases]}
     t0 = time.perf_counter()
     results = train_ensemble(model_config, train_cfg, sampler, fold_dir, seeds, resume=resume,
@@ -128,11 +138,15 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
                                 {**meta, "seeds": list(seeds)})
     bundle = load_model_file(bundle_path)
     t0 = time.perf_counter()
-    model_scores = [score(predict_cached(bundle, c, device=device).mask, c) for c in test_cases]
+    predictions = [predict_cached(bundle, c, device=device) for c in test_cases]
     predict_seconds = (time.perf_counter() - t0) / max(1, len(test_cases))
+    model_scores = [score(p.mask, c, score_map=p.sphere_probability) for p, c in zip(predictions, test_cases)]
+    for p, c in zip(predictions, test_cases):  # out-of-fold predictions for plan tuning
+        save_oof(fold_dir, c.case_id, p.probability, p.sphere_probability, c.mask)
     p_threshold = choose_probability_threshold(bundle, train_cases, device=device)
-    calibrated = [score(predict_cached(bundle, c, device=device, threshold=p_threshold).mask, c)
-                  for c in test_cases]
+    calibrated = [score((p.probability > p_threshold).astype(np.uint8), c,
+                        replace(DEFAULT_PLAN, threshold=p_threshold), p.sphere_probability)
+                  for p, c in zip(predictions, test_cases)]
     threshold = choose_flair_threshold(train_cases)
     base_scores = [score(flair_baseline(c, threshold), c) for c in test_cases]
     for m, k, b in zip(model_scores, calibrated, base_scores):
@@ -141,7 +155,7 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
             f"FLAIR>{threshold:.1f} DSC {b.dsc:.3f} L-F1 {b.lf1:.3f}")
     result = FoldResult(subject, model_scores, base_scores, threshold, train_seconds,
                         predict_seconds, bundle_path, calibrated, p_threshold)
-    _write_text_atomic(fold_dir / "fold.json", json.dumps(asdict(result), indent=2, default=str))
+    write_text_atomic(fold_dir / "fold.json", json.dumps(asdict(result), indent=2, default=str))
     return result
 
 
@@ -161,7 +175,7 @@ def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
                  train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
                  bank: LesionShapeBank | None = None, *, resume: bool = True,
                  progress: bool = True, device: str = "cpu", holdout: list[str] | None = None,
-                 log=print) -> list[FoldResult]:
+                 log=print, synth: DomainSynth | None = None) -> list[FoldResult]:
     """Leave-one-subject-out folds; writes ``crossval.csv``/``.json``/``.md`` in out_dir.
 
     ``holdout`` limits the run to the folds of these subjects (default: all), so that
@@ -175,12 +189,17 @@ def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
     if unknown:
         raise ValueError(f"no cases of held-out subjects {sorted(unknown)}")
     computed = {s: run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds, bank,
-                            resume=resume, progress=progress, device=device, log=log)
+                            resume=resume, progress=progress, device=device, log=log, synth=synth)
                 for s, tr, te in folds if holdout is None or s in holdout}
     # read the other folds only now: another process may have finished them meanwhile
     results = [computed.get(s) or load_fold(out / f"fold_{s}") for s, _, _ in folds]
     results = [r for r in results if r is not None]
     write_reports(results, out)
+    if len(results) == len(folds):  # every subject held out once: choose the model's plan
+        tuned = tune_plan(out)
+        if tuned:
+            log(f"inference plan from out-of-fold predictions: {tuned['plan']} "
+                f"(objective {tuned['chosen']['objective']:.3f}, default {tuned['default']['objective']:.3f})")
     return results
 
 
@@ -217,8 +236,8 @@ def write_reports(results: list[FoldResult], out: Path) -> dict:
                "metrics": {"model": [asdict(m) for m in model_all],
                            "model_calibrated": [asdict(m) for m in calibrated_all],
                            "baseline": [asdict(m) for m in base_all]}}
-    _write_text_atomic(out / "crossval.json", json.dumps(summary, indent=2, default=float))
-    _write_text_atomic(out / "crossval.md", markdown_table(rows))
+    write_text_atomic(out / "crossval.json", json.dumps(summary, indent=2, default=float))
+    write_text_atomic(out / "crossval.md", markdown_table(rows))
     return summary
 
 

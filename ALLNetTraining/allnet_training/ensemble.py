@@ -28,11 +28,15 @@ TRAINING_DATA_CREDITS = [
 
 def train_ensemble(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
                    out_dir: str | Path, seeds: list[int], *, resume: bool = False,
-                   progress: bool = True, meta: dict | None = None) -> list[TrainResult]:
-    """Train one member per seed in ``out_dir/seed<N>/`` (each resumable)."""
+                   progress: bool = True, meta: dict | None = None,
+                   init_states: list[dict[str, torch.Tensor]] | None = None) -> list[TrainResult]:
+    """Train one member per seed in ``out_dir/seed<N>/`` (each resumable). ``init_states``:
+    warm-start weights, member ``i`` starting from ``init_states[i % len(init_states)]``."""
     out = Path(out_dir)
     return [train(model_config, replace(cfg, seed=s), sampler, out / f"seed{s}", resume=resume,
-                  progress=progress, meta=meta) for s in seeds]
+                  progress=progress, meta=meta,
+                  init_state=init_states[i % len(init_states)] if init_states else None)
+            for i, s in enumerate(seeds)]
 
 
 def bundle_meta(results: list[TrainResult], cfg: TrainConfig, *, seeds: list[int], cases: list[str],

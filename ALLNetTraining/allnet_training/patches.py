@@ -1,5 +1,6 @@
 """Random training crops from cached cases: centre choice, synthetic lesions, sphere map,
-augmentation.
+augmentation; with ``synthetic_ratio`` > 0 a share of the crops is rendered instead by the
+domain-randomised generator (``domain_synth.py``).
 
 Every sample is a pure function of an integer seed (a fresh ``torch.Generator`` per
 sample), so a batch is the same whether one process or several DDP ranks draw it.
@@ -19,20 +20,27 @@ from allnet.synthesis import LesionShapeBank
 
 from .augment import AugmentConfig, augment, tissue_contrast
 from .cache import MODALITIES, CachedCase
+from .domain_synth import DomainSynth, DomainSynthConfig
 from .spheres import sphere_map
 from .synthetic import SyntheticConfig, insert_synthetic
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Crop size (K, J, I voxels), the chance a crop is centred on a lesion voxel, and the
-    augmentation and synthetic-lesion settings."""
+    """Crop size (K, J, I voxels), the chance a crop is centred on a lesion voxel, the
+    augmentation and synthetic-lesion settings, and the share of crops rendered by the
+    domain-randomised generator (``synthetic_ratio``) with its settings and its spatial
+    augmentation (``domain_augment``: a random smooth deformation on every such crop)."""
 
     crop: tuple[int, int, int] = (48, 128, 128)
     lesion_p: float = 0.5
     sphere_diameter_mm: float = 10.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_ratio: float = 0.0
+    domain: DomainSynthConfig = field(default_factory=DomainSynthConfig)
+    domain_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(
+        elastic_p=1.0, elastic_sigma=3.0, t2_dropout=0.0))
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -51,10 +59,14 @@ class CropSampler:
 
     def __init__(self, cases: list[CachedCase], cfg: SamplerConfig,
                  modalities: tuple[str, ...] = MODALITIES,
-                 bank: LesionShapeBank | None = None) -> None:
+                 bank: LesionShapeBank | None = None, synth: DomainSynth | None = None) -> None:
         if not cases:
             raise ValueError("no training cases")
         self.cases, self.cfg, self.bank = cases, cfg, bank
+        if cfg.synthetic_ratio > 0 and synth is None:
+            raise ValueError("synthetic_ratio > 0 needs a domain-synthesis generator")
+        # only the training subjects' brains and masks (and non-development ones) remain
+        self.synth = synth.for_training({c.subject_id for c in cases}) if synth is not None else None
         self.channels = [MODALITIES.index(m) for m in modalities]
         self.modalities = tuple(modalities)
         self.t2_channel = self.modalities.index("t2") if "t2" in self.modalities else None
@@ -76,6 +88,9 @@ class CropSampler:
     def sample(self, seed: int) -> dict[str, Tensor]:
         """One crop: image (C, D, H, W), anatomy (6, ...), lesion and sphere (1, ...)."""
         gen = torch.Generator().manual_seed(int(seed))
+        # drawn only when mixing, so a run without synthetic crops keeps its random stream
+        if self.cfg.synthetic_ratio > 0 and float(torch.rand(1, generator=gen)) < self.cfg.synthetic_ratio:
+            return self._synthetic(gen)
         index = int(torch.randint(0, len(self.cases), (1,), generator=gen))
         case = self.cases[index]
         centre = self._centre(index, gen)
@@ -100,6 +115,20 @@ class CropSampler:
         brn = torch.from_numpy(brain[None].astype(np.float32))
         absent = tuple(i for i, m in enumerate(self.modalities) if m not in case.present)
         img, ana, lab, _ = augment(img, ana, lab, brn, self.cfg.crop, self.cfg.augment, gen,
+                                   self.t2_channel, absent)
+        return {"image": img, "anatomy": ana, "lesion": lab[:1], "sphere": lab[1:2]}
+
+    def _synthetic(self, gen: torch.Generator) -> dict[str, Tensor]:
+        """One domain-randomised crop, same tensors as :meth:`sample`."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        region = self.synth.render(self.region, self.cfg.lesion_p, rng)
+        spheres = sphere_map(region.lesion, diameter_mm=self.cfg.sphere_diameter_mm)
+        img = torch.from_numpy(np.ascontiguousarray(region.images[self.channels]))
+        ana = torch.from_numpy(region.anatomy)
+        lab = torch.from_numpy(np.stack([region.lesion, spheres]).astype(np.float32))
+        brn = torch.from_numpy(region.brain[None].astype(np.float32))
+        absent = tuple(i for i, m in enumerate(self.modalities) if m not in region.present)
+        img, ana, lab, _ = augment(img, ana, lab, brn, self.cfg.crop, self.cfg.domain_augment, gen,
                                    self.t2_channel, absent)
         return {"image": img, "anatomy": ana, "lesion": lab[:1], "sphere": lab[1:2]}
 

@@ -5,7 +5,11 @@ seed ``patches.sample_seed(seed, s, i)``, so the data of a step does not depend 
 processes share it: under DDP (``distributed.py``) rank ``r`` of ``W`` takes the contiguous
 slice ``r`` of the global batch, and a single process with ``micro_batch = batch/W``
 computes the same gradient. On CPU the run is deterministic given the seed; on CUDA it runs
-under ``torch.autocast`` (bf16 where supported, else fp16 with a gradient scaler).
+under ``torch.autocast`` (bf16 where supported, else fp16 with a gradient scaler). On CPU
+``precision='bf16'`` runs the forward pass under bfloat16 autocast (weights, optimizer and
+losses stay float32; ``benchmarks/bench_training_speed.py`` measures the gain), and
+``channels_last`` stores activations as NDHWC. ``snapshot_every`` N keeps a model file every N
+epochs in ``snapshots/`` (for learning curves).
 
 Files in ``out_dir``: ``checkpoint.pt`` (after every epoch; ``resume=True`` continues from
 it), ``log.csv`` (one row per step), ``log.json`` (configs and per-epoch means),
@@ -28,7 +32,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from allnet.atomic import atomic_file
+from allnet.atomic import atomic_file, write_text_atomic
+from allnet.inference import resolve_device  # noqa: F401  (one device rule; re-exported)
 from allnet.model import ALLNet, ModelConfig, save_model_file
 
 from .losses import LossWeights, total_loss
@@ -53,6 +58,9 @@ class TrainConfig:
     loss: LossWeights = field(default_factory=LossWeights)
     device: str = "auto"
     amp: bool = True  # CUDA only
+    precision: str = "fp32"  # CPU: 'fp32' or 'bf16' (forward under bfloat16 autocast)
+    channels_last: bool = False
+    snapshot_every: int = 0  # epochs; >0 keeps snapshots/step<N>.pt model files (learning curves)
     # Initial foreground probability of both heads (bias of their last 1x1x1 conv), as in
     # RetinaNet's prior initialisation: lesion voxels are rare, and starting from p = 0.5
     # Adam needs thousands of steps just to move the output bias. None keeps PyTorch's init.
@@ -87,20 +95,9 @@ def init_output_prior(net: ALLNet, prior: float) -> None:
             last.bias.fill_(value)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8", newline="")
 
 
 def write_log_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -111,7 +108,7 @@ def write_log_csv(rows: list[dict[str, float]], path: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
-    _write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def plot_loss_curves(rows: list[dict[str, float]], path: Path, title: str = "") -> None:
@@ -150,7 +147,13 @@ def hardware_description(device: torch.device) -> str:
             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
 
-def _autocast(device: torch.device, enabled: bool):
+def _autocast(device: torch.device, enabled: bool, precision: str = "fp32"):
+    if device.type == "cpu":
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16), None
+        return contextlib.nullcontext(), None
     if device.type != "cuda" or not enabled:
         return contextlib.nullcontext(), None
     if torch.cuda.is_bf16_supported():
@@ -160,8 +163,11 @@ def _autocast(device: torch.device, enabled: bool):
 
 def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
           out_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
-          meta: dict | None = None) -> TrainResult:
+          meta: dict | None = None, init_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
     """Train one network; under an initialised process group this is one DDP rank.
+
+    ``init_state``: weights to start from (a warm start, e.g. a member of the bundled model)
+    instead of the seeded random initialisation; a resumed checkpoint takes precedence.
 
     ``out_dir`` None keeps everything in memory (tests). Returns the final state dict
     (float32, CPU), the per-step log and the wall time in seconds.
@@ -186,9 +192,13 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
 
     torch.manual_seed(cfg.seed)
     net = ALLNet(model_config)
-    if cfg.prior is not None:
+    if init_state is not None:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_state.items()})
+    elif cfg.prior is not None:
         init_output_prior(net, cfg.prior)
     net = net.to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestone_epochs(), cfg.gamma)
     rows: list[dict[str, float]] = []
@@ -206,7 +216,7 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
         elapsed_before = float(ckpt.get("seconds", 0.0))
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
         if distributed else net
-    autocast, scaler = _autocast(device, cfg.amp)
+    autocast, scaler = _autocast(device, cfg.amp, cfg.precision)
     pbar = None
     if progress and rank == 0:
         from tqdm import tqdm
@@ -227,10 +237,13 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
             for c in range(n_chunks):
                 batch = sampler.batch(seeds[c * micro:(c + 1) * micro])
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                if cfg.channels_last:
+                    batch = {k: v.contiguous(memory_format=torch.channels_last_3d) for k, v in batch.items()}
                 sync = contextlib.nullcontext() if (not distributed or c == n_chunks - 1) else model.no_sync()
                 with sync:
                     with autocast:
                         outputs = model(batch["image"], batch["anatomy"])
+                    outputs = {k: v.float() if v is not None else None for k, v in outputs.items()}
                     loss, values = total_loss(outputs, batch["lesion"], batch["sphere"], cfg.loss)
                     loss = loss / n_chunks
                     if scaler is not None:
@@ -267,6 +280,12 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
                                 "model_config": model_config.to_dict(),
                                 "train_config": json.loads(json.dumps(cfg.to_dict()))}, ckpt_path)
             write_log_csv(rows, out / "log.csv")
+            if cfg.snapshot_every > 0 and (epoch + 1) % cfg.snapshot_every == 0:
+                (out / "snapshots").mkdir(exist_ok=True)
+                save_model_file(out / "snapshots" / f"step{(epoch + 1) * cfg.steps_per_epoch}.pt",
+                                model_config, [{k: v.detach().float().cpu() if v.is_floating_point() else v
+                                                for k, v in net.state_dict().items()}],
+                                {"seed": cfg.seed, "step": (epoch + 1) * cfg.steps_per_epoch, **(meta or {})})
             plot_loss_curves(rows, out / "loss_curves.png", title=out.name)
     if pbar is not None:
         pbar.close()
@@ -284,7 +303,7 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
                    "sampler_config": sampler.cfg.to_dict(), "seconds": seconds, "world_size": world,
                    "hardware": hardware_description(device), "epochs": per_epoch,
                    "meta": meta or {}}
-        _write_text_atomic(out / "log.json", json.dumps(summary, indent=2))
+        write_text_atomic(out / "log.json", json.dumps(summary, indent=2))
         model_path = out / "model.pt"
         save_model_file(model_path, model_config, [state],
                         {"seed": cfg.seed, "seconds": seconds, **(meta or {})})
