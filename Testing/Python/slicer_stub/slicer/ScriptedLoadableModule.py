@@ -10,6 +10,7 @@ import qt
 import slicer
 
 
+# Base/Python/slicer/ScriptedLoadableModule.py: class ScriptedLoadableModule
 class ScriptedLoadableModule:
     # def __init__(self, parent): sets template defaults, then slicer.selfTests[moduleName] = self.runTest
     def __init__(self, parent):
@@ -36,6 +37,7 @@ class ScriptedLoadableModule:
         testCase.runTest(**kwargs)
 
 
+# Base/Python/slicer/ScriptedLoadableModule.py: class ScriptedLoadableModuleWidget
 class ScriptedLoadableModuleWidget:
     # def __init__(self, parent=None): self.parent is the module panel (qSlicerScriptedLoadableModuleWidget,
     # whose isEntered property is True between enter() and exit()); self.layout = parent.layout()
@@ -55,6 +57,7 @@ class ScriptedLoadableModuleWidget:
         pass
 
 
+# Base/Python/slicer/ScriptedLoadableModule.py: class ScriptedLoadableModuleLogic
 class ScriptedLoadableModuleLogic:
     # def __init__(self, parent=None):
     def __init__(self, parent=None):
@@ -76,6 +79,7 @@ class ScriptedLoadableModuleLogic:
         return node
 
 
+# Base/Python/slicer/ScriptedLoadableModule.py: class ScriptedLoadableModuleTest(unittest.TestCase)
 class ScriptedLoadableModuleTest(unittest.TestCase):
     # def delayDisplay(self, message, requestedDelay=None, msec=None): calls slicer.util.delayDisplay
     def delayDisplay(self, message, requestedDelay=None, msec=None):

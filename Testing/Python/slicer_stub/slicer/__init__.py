@@ -1,5 +1,6 @@
-"""Stand-in for the ``slicer`` package (Slicer/Slicer, release 5.12): the scene and MRML node
-classes (``slicer/mrml.py``), module logics, MRML widgets and the application object. Method names
+"""Stand-in for the ``slicer`` package (Slicer/Slicer, release 5.12; Base/Python/slicer/__init__.py
+and the wrapped C++ classes): the scene and MRML node classes (``slicer/mrml.py``), module logics,
+MRML widgets and the application object. Method names
 and signatures follow Slicer's sources, named above each class; bodies are minimal imitations."""
 from __future__ import annotations
 
@@ -220,10 +221,12 @@ class qMRMLNodeComboBox(qt.FakeWidget):
         self.emit("currentNodeChanged(vtkMRMLNode*)", node)
 
 
+# Libs/MRML/Widgets/qMRMLTableView.h (5.12): setMRMLTableNode (in qt.FakeWidget)
 class qMRMLTableView(qt.FakeWidget):
     pass
 
 
+# Libs/MRML/Widgets/qMRMLWidget.h (5.12): setMRMLScene passed on through the .ui connections
 class qMRMLWidget(qt.FakeWidget):
     pass
 

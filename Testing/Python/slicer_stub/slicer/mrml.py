@@ -1,4 +1,5 @@
-"""MRML part of the stand-in: the scene and the node classes the module calls.
+"""MRML part of the stand-in: the scene and the node classes the module calls (Libs/MRML/Core,
+Libs/vtkSegmentationCore, Modules/Loadable/Segmentations/MRML).
 
 Each class names the Slicer 5.12 header it mirrors (Slicer/Slicer, tag v5.12.0). Nodes derive from
 the real ``vtk.vtkObject`` (VTK from PyPI), so observers, ``Modified`` and ``InvokeEvent`` are
@@ -207,10 +208,12 @@ class vtkMRMLVolumeNode(vtkMRMLDisplayableNode):
         self.ijkToRas = np.array([[mat.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
+# Libs/MRML/Core/vtkMRMLScalarVolumeNode.h (5.12)
 class vtkMRMLScalarVolumeNode(vtkMRMLVolumeNode):
     pass
 
 
+# Libs/MRML/Core/vtkMRMLLabelMapVolumeNode.h (5.12)
 class vtkMRMLLabelMapVolumeNode(vtkMRMLVolumeNode):
     pass
 
@@ -460,6 +463,7 @@ class vtkMRMLVolumeArchetypeStorageNode(vtkMRMLNode):
         return 1
 
 
+# Libs/MRML/Core/vtkMRMLSegmentationStorageNode.h (5.12)
 class vtkMRMLSegmentationStorageNode(vtkMRMLVolumeArchetypeStorageNode):
     pass
 

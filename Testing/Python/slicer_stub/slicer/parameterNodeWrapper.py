@@ -17,13 +17,14 @@ import vtk
 SlicerParameterNamePropertyName = "SlicerParameterName"
 
 
-# validators.py (5.12): class NotNone(Validator), class IsInstance(Validator)
+# validators.py (5.12): class NotNone(Validator)
 class NotNone:
     def validate(self, value):
         if value is None:
             raise ValueError("Value must not be None")
 
 
+# validators.py (5.12): class IsInstance(Validator): def __init__(self, classtype)
 class IsInstance:
     def __init__(self, classtype):
         self.classtype = classtype
