@@ -30,7 +30,7 @@ class ALLNetSegment(ScriptedLoadableModule):
             "measures each lesion (volume, location class, centre, probability). The result is an "
             "editable segmentation with a per-lesion table that is recomputed after corrections. "
             "Research use only; not a medical device. "
-            '<a href="https://github.com/allnet-project/ALLNet#slicer">Documentation</a>.')
+            '<a href="https://github.com/allnet-project/SlicerALLNet#3d-slicer">Documentation</a>.')
         self.parent.acknowledgementText = _(
             "Method after Zhang H. et al., \"ALL-Net: Anatomical information lesion-wise loss "
             "function integrated into neural network for multiple sclerosis lesion segmentation\", "
