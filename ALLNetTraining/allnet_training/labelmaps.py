@@ -12,8 +12,10 @@ anatomy channels (``allnet.anatomy.compute_anatomy``), all on the working grid (
   segmentation; their lesions are unlabelled and simply become tissue;
 - the ICBM 2009a template (``allnet.templates``): the tissue priors' argmax.
 
-Sources are cached as ``<cache>/brains/<brain_id>-<key>.npz`` (the key hashes the core
-preprocessing version and the input files). :func:`label_map` then splits the tissue into
+Sources are cached as ``<cache>/brains/<brain_id>-<key>.npz``; the key hashes the input
+files and ``SOURCE_FORMAT``, not the core's source code: a label map is randomised training
+material, and re-running native preprocessing (minutes per scan) after every unrelated core
+edit buys nothing. Delete the folder to rebuild after a preprocessing change that matters. :func:`label_map` then splits the tissue into
 the synthesis classes below with the template regions of ``allnet.regions`` (cheap, done at
 load time, so new region definitions need no re-preprocessing).
 """
@@ -29,7 +31,7 @@ import numpy as np
 from allnet.atomic import atomic_file
 from allnet.errors import InputError
 
-from .cache import CachedCase, preprocessing_version
+from .cache import CachedCase
 
 # Synthesis classes (uint8 label values). Lesions are painted separately, from lesion maps.
 BACKGROUND, VENTRICLE_CSF, SULCAL_CSF, CORTICAL_GM, DEEP_GM, WM = 0, 1, 2, 3, 4, 5
@@ -41,6 +43,7 @@ LABEL_NAMES: dict[int, str] = {
     CHOROID_PLEXUS: "choroid plexus",
 }
 N_LABELS = len(LABEL_NAMES)
+SOURCE_FORMAT = 1
 _T_CSF, _T_GM, _T_WM = 1, 2, 3
 
 
@@ -125,7 +128,7 @@ def source_from_template() -> BrainSource:
 
 
 def _key(paths: list[Path]) -> str:
-    digest = hashlib.sha1(preprocessing_version().encode())
+    digest = hashlib.sha1(f"brain-source-format={SOURCE_FORMAT}".encode())
     for path in paths:
         stat = path.stat()
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
