@@ -34,15 +34,6 @@ def sitkImageFromArray(arrayKJI: np.ndarray, ijkToRas: np.ndarray):
     return image
 
 
-def ijkToRasFromSitk(image) -> np.ndarray:
-    """4x4 IJK -> RAS matrix of a SimpleITK image (the inverse job of ``sitkImageFromArray``)."""
-    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
-    ijkToLps = np.eye(4)
-    ijkToLps[:3, :3] = direction @ np.diag(image.GetSpacing())
-    ijkToLps[:3, 3] = image.GetOrigin()
-    return LPS_FROM_RAS @ ijkToLps
-
-
 def rasFromLps(point) -> tuple[float, float, float]:
     x, y, z = (float(v) for v in point)
     return -x, -y, z

@@ -1,16 +1,17 @@
 """Per-lesion table and totals as MRML table nodes, recomputation after edits, row -> RAS jump.
 
-Rows are plain dicts with the columns of the core's ``lesions.csv``: id, voxels, volume_mm3,
-location, centroid_r_mm, centroid_a_mm, centroid_s_mm (RAS mm), mean_prob, max_prob.
+Rows are plain dicts with the columns of the core's ``lesions.csv`` (``allnet.contract.LESION_COLUMNS``);
+centroids in RAS mm.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import slicer
+
+from allnet.contract import LESION_COLUMNS
 
 from .Geometry import ijkToRasArray, sitkImageFromArray
 
@@ -24,18 +25,16 @@ class Column:
     kind: str         # "int", "float" or "string"
 
 
-COLUMNS = [
-    Column("id", "Lesion", "", "Lesion number (matches lesion_labels.nii.gz of the run)", "int"),
-    Column("volume_mm3", "Volume", "mm3", "Lesion volume", "float"),
-    Column("location", "Location", "", "Location class (periventricular, juxtacortical, "
-           "subcortical/deep white matter, infratentorial)", "string"),
-    Column("centroid_r_mm", "R", "mm", "Centre of mass, Right coordinate (RAS)", "float"),
-    Column("centroid_a_mm", "A", "mm", "Centre of mass, Anterior coordinate (RAS)", "float"),
-    Column("centroid_s_mm", "S", "mm", "Centre of mass, Superior coordinate (RAS)", "float"),
-    Column("mean_prob", "Mean probability", "", "Mean lesion probability inside the lesion", "float"),
-    Column("max_prob", "Max probability", "", "Maximum lesion probability inside the lesion", "float"),
-    Column("voxels", "Voxels", "", "Number of voxels of the lesion", "int"),
-]
+# Columns shown in the panel, in this order, with their titles; names, units, meanings and
+# kinds are the core's lesions.csv columns (allnet.contract.LESION_COLUMNS).
+_SHOWN_TITLES = {
+    "id": "Lesion", "volume_mm3": "Volume", "location": "Location", "centroid_r_mm": "R",
+    "centroid_a_mm": "A", "centroid_s_mm": "S", "confidence": "Confidence",
+    "mean_prob": "Mean probability", "max_prob": "Max probability", "voxels": "Voxels",
+}
+_CSV_COLUMNS = {c.name: c for c in LESION_COLUMNS}
+COLUMNS = [Column(name, title, _CSV_COLUMNS[name].unit, _CSV_COLUMNS[name].description,
+                  _CSV_COLUMNS[name].kind) for name, title in _SHOWN_TITLES.items()]
 TOTAL_COLUMNS = [
     Column("measure", "Measure", "", "What is counted or summed", "string"),
     Column("value", "Value", "", "Value of the measure", "float"),
@@ -53,12 +52,9 @@ def rowsFromCsv(path: str | Path) -> list[dict]:
 
 
 def normalizeRow(row: dict) -> dict:
-    """Typed values for the table columns; tolerates a ``centroid_ras`` triple and missing probs."""
-    row = dict(row)
-    if "centroid_ras" in row and "centroid_r_mm" not in row:
-        row["centroid_r_mm"], row["centroid_a_mm"], row["centroid_s_mm"] = row["centroid_ras"]
+    """Typed values for every lesions.csv column (empty -> NaN for numbers, "" for text)."""
     out: dict = {}
-    for column in COLUMNS:
+    for column in LESION_COLUMNS:
         value = row.get(column.name)
         if value in (None, ""):
             out[column.name] = "" if column.kind == "string" else float("nan")
@@ -69,20 +65,6 @@ def normalizeRow(row: dict) -> dict:
         else:
             out[column.name] = str(value)
     return out
-
-
-def rowsFromLesions(lesions: list) -> list[dict]:
-    """Rows from ``allnet.lesions.lesion_table`` output (dataclasses or mappings)."""
-    rows = []
-    for lesion in lesions:
-        if dataclasses.is_dataclass(lesion):
-            row = dataclasses.asdict(lesion)
-        elif isinstance(lesion, dict):
-            row = lesion
-        else:
-            row = vars(lesion)
-        rows.append(normalizeRow(row))
-    return rows
 
 
 def totalsRows(rows: list[dict]) -> list[dict]:
@@ -203,14 +185,13 @@ def recomputeRows(segmentationNode, referenceVolumeNode, probability=None, zones
 
 
 def writeCsv(rows: list[dict], path: str | Path) -> None:
-    """Write rows as CSV (column names as in the core's lesions.csv), atomically."""
-    import os
+    """Write rows as CSV with the columns of the core's lesions.csv (NaN -> empty), atomically."""
+    from allnet.atomic import atomic_file
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[c.name for c in COLUMNS])
+    names = [c.name for c in LESION_COLUMNS]
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
+            writer.writerow({k: "" if isinstance(row.get(k), float) and row[k] != row[k] else row.get(k, "")
+                             for k in names})

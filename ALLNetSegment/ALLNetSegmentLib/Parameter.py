@@ -32,6 +32,7 @@ PANEL_SETTINGS: dict[str, str] = {
     "connectivity": "connectivity",
     "lesion_score_threshold": "lesionScoreThreshold",
     "preprocessed": "preprocessed",
+    "allow_mismatch": "allowMismatch",
 }
 # RunSettings fields the panel does not show, and why (a contract test checks that every
 # field is either here or in PANEL_SETTINGS).
@@ -40,6 +41,7 @@ NOT_ON_PANEL: dict[str, str] = {
     "write_probability": "the lesion table needs the probability file; keepProbability decides loading",
     "per_lesion_segments": "the panel imports the mask through its colour table",
     "save_working_grid": "working-grid files are for command-line users",
+    "report": "the QC report is always written; it stays in the run folder",
 }
 # Post-processing settings: sent only when the user turns off "use the model's plan".
 PLAN_SETTINGS = ("threshold", "min_lesion_mm3", "connectivity", "lesion_score_threshold")
@@ -52,7 +54,7 @@ class ALLNetSegmentParameterNode:
     t1Volume, t2Volume (optional), flairVolume: input MR volumes; outputSegmentation: result.
     useModelPlan: apply the model's own post-processing (threshold, minimum size,
     connectivity, lesion-score threshold); otherwise the four values below are sent.
-    tta, ensemble, device, preprocessed: see ``allnet.contract.RunSettings``.
+    tta, ensemble, device, preprocessed, allowMismatch: see ``allnet.contract.RunSettings``.
     keepProbability: load the probability map as a volume.
     """
 
@@ -70,6 +72,7 @@ class ALLNetSegmentParameterNode:
     ensemble: Annotated[str, Choice(ENSEMBLES)] = RunSettings.ensemble
     device: Annotated[str, Choice(DEVICES)] = RunSettings.device
     preprocessed: bool = RunSettings.preprocessed
+    allowMismatch: bool = RunSettings.allow_mismatch
     keepProbability: bool = True
 
 

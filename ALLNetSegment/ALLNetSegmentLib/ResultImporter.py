@@ -11,15 +11,35 @@ from pathlib import Path
 
 import slicer
 
-MASK_FILE = "lesion_mask.nii.gz"
-PROBABILITY_FILE = "lesion_probability.nii.gz"
-ZONES_FILE = "lesion_zones.nii.gz"
-TABLE_FILE = "lesions.csv"
-SUMMARY_FILE = "summary.json"
+from allnet.contract import SUMMARY_FILE, SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY
+
 COLOR_TABLE_FILE = "ALLNetSegment-MSLesion.csv"
 COLOR_NODE_NAME = "ALLNet MS lesion colors"
 LESION_LABEL = 1
 PROBABILITY_ATTRIBUTE = "ALLNet.ProbabilityVolumeID"
+CONNECTIVITY_ATTRIBUTE = "ALLNet.Connectivity"  # the run's connectivity, for recomputed tables
+
+
+def runOutputs(outputDir: str | Path) -> dict[str, Path]:
+    """The files a core run wrote, from its ``summary.json`` (``outputs``: key -> file name;
+    keys of ``allnet.contract.OUTPUT_FILES``). RuntimeError naming the file when the summary
+    is missing or unreadable: the names are never guessed."""
+    import json
+
+    summaryPath = Path(outputDir) / SUMMARY_FILE
+    try:
+        listed = json.loads(summaryPath.read_text(encoding="utf-8"))[SUMMARY_OUTPUTS_KEY]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RuntimeError(f"{summaryPath}: the ALLNet run summary is missing or unreadable ({error})") from None
+    return {key: Path(outputDir) / name for key, name in listed.items()}
+
+
+def runPlan(outputDir: str | Path) -> dict:
+    """The post-processing values the run applied (``summary.json`` ``inference_plan``)."""
+    import json
+
+    summary = json.loads((Path(outputDir) / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return dict(summary.get(SUMMARY_PLAN_KEY) or {})
 
 
 @dataclass
@@ -72,9 +92,10 @@ class ResultImporter:
     def importResult(self, outputDir: str | Path, flairNode, segmentationNode=None,
                      keepProbability: bool = True) -> ImportedResult:
         outputDir = Path(outputDir)
-        maskPath = outputDir / MASK_FILE
-        if not maskPath.is_file():
-            raise RuntimeError(f"{maskPath}: the lesion mask is missing from the ALLNet output folder")
+        files = runOutputs(outputDir)
+        maskPath = files.get("mask")
+        if maskPath is None or not maskPath.is_file():
+            raise RuntimeError(f"{maskPath or outputDir}: the lesion mask is missing from the ALLNet output folder")
         colorNode = self.colorNode()
         baseName = flairNode.GetName()
 
@@ -98,10 +119,13 @@ class ResultImporter:
         self._ensureLesionSegment(segmentationNode, colorNode)
         self._applyTerminology(segmentationNode, colorNode)
         placeInStudyOf(flairNode, segmentationNode)
+        connectivity = runPlan(outputDir).get("connectivity")
+        if connectivity:
+            segmentationNode.SetAttribute(CONNECTIVITY_ATTRIBUTE, str(int(connectivity)))
 
         probabilityNode = None
-        probabilityPath = outputDir / PROBABILITY_FILE
-        if keepProbability and probabilityPath.is_file():
+        probabilityPath = files.get("probability")
+        if keepProbability and probabilityPath is not None and probabilityPath.is_file():
             probabilityNode = slicer.util.loadVolume(
                 str(probabilityPath), {"name": f"{baseName} lesion probability", "show": False})
             displayNode = probabilityNode.GetDisplayNode()
@@ -117,17 +141,17 @@ class ResultImporter:
     def readRows(outputDir: Path) -> list[dict]:
         from . import LesionTable
 
-        path = outputDir / TABLE_FILE
-        return LesionTable.rowsFromCsv(path) if path.is_file() else []
+        path = runOutputs(outputDir).get("table")
+        return LesionTable.rowsFromCsv(path) if path is not None and path.is_file() else []
 
     @staticmethod
     def readMaps(outputDir: Path) -> dict:
         """The run's probability and zone maps, read into memory (the folder may be deleted next)."""
         import SimpleITK as sitk
 
-        return {key: sitk.ReadImage(str(outputDir / name))
-                for key, name in (("probability", PROBABILITY_FILE), ("zones", ZONES_FILE))
-                if (outputDir / name).is_file()}
+        files = runOutputs(outputDir)
+        return {key: sitk.ReadImage(str(files[key])) for key in ("probability", "zones")
+                if key in files and files[key].is_file()}
 
     @staticmethod
     def _ensureLesionSegment(segmentationNode, colorNode) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 import slicer
+from allnet.contract import strip_image_suffix
 
 from .InputMatching import inputProblem
 from .InstallLogic import InstallLogic
@@ -198,7 +199,7 @@ def findCaseFiles(folder: str | Path) -> dict[str, Path]:
 
     found: dict[str, Path] = {}
     for path in sorted(Path(folder).rglob("*")):
-        if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
+        if path.is_file() and strip_image_suffix(path.name):
             role = roleOfName(path.name)
             if role and role not in found:
                 found[role] = path

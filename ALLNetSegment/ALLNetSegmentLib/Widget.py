@@ -10,12 +10,15 @@ import slicer
 import vtk
 from slicer.util import VTKObservationMixin
 
+from allnet.plan import DEFAULT_PLAN
+
 from . import LesionTable
 from .Correction import Correction
 from .DeviceInfo import NOT_PROBED_TEXT, PROBING_TEXT, probeDevices
 from .Export import exportResults
 from .InputMatching import assignByName, inputProblem
 from .Parameter import ALLNetSegmentParameterNode, SegmentationSettings
+from .ResultImporter import CONNECTIVITY_ATTRIBUTE
 from .SegmentationLogic import SegmentationLogic, pythonSlicerExecutable
 
 SETTINGS_PREFIX = "ALLNet/"
@@ -305,9 +308,12 @@ class Widget(VTKObservationMixin):
     def _recomputedRows(self) -> list[dict]:
         segmentationNode = self._parameterNode.outputSegmentation
         # Minimum size 0: a lesion the user painted on purpose must appear in the table.
+        # Connectivity: the run's own (from its summary), so edits do not regroup lesions.
+        connectivity = int(segmentationNode.GetAttribute(CONNECTIVITY_ATTRIBUTE) or DEFAULT_PLAN.connectivity)
         return LesionTable.recomputeRows(segmentationNode, self._referenceVolume(segmentationNode),
                                          probability=self.runMaps.get("probability"),
-                                         zones=self.runMaps.get("zones"), minSizeMm3=0.0)
+                                         zones=self.runMaps.get("zones"), minSizeMm3=0.0,
+                                         connectivity=connectivity)
 
     def onRecomputeTable(self) -> None:
         p = self._parameterNode

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_file
+from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, IMAGE_SUFFIXES, LESION_COLUMN_NAMES,
+                       strip_image_suffix)
 from .errors import AllnetError, InputError
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _MODALITY_TOKENS = {
     "flair": "flair", "t2flair": "flair", "t2_flair": "flair",
     "t1": "t1", "t1w": "t1", "mprage": "t1", "t1mprage": "t1", "spgr": "t1", "t1ce": "t1",
@@ -30,16 +31,9 @@ _MASK_TOKENS = {"mask", "lesion", "lesions", "seg", "segmentation", "gt", "label
                 "truth", "manual", "consensus"}
 
 
-def _strip_suffix(name: str) -> str:
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def modality_of_name(name: str) -> str | None:
     """Role ('t1', 't2', 'flair') that a file, folder or volume name denotes, or None."""
-    tokens = [t for t in re.split(r"[^0-9a-z]+", _strip_suffix(name).lower()) if t]
+    tokens = [t for t in re.split(r"[^0-9a-z]+", (strip_image_suffix(name) or name).lower()) if t]
     if any(t in _MASK_TOKENS for t in tokens):
         return None
     roles = [_MODALITY_TOKENS[t] for t in tokens if t in _MODALITY_TOKENS]
@@ -118,9 +112,12 @@ def run_cohort(cases_dir: str | Path, output_dir: str | Path, run_case: Callable
         lesion_rows += [{"case": case_dir.name} | row for row in table_rows(result.lesions)]
         outcomes.append(CaseOutcome(case_dir.name, "ok", time.perf_counter() - start,
                                     totals=result.totals))
-    _write_csv(output_dir / "lesions_all.csv", lesion_rows)
-    _write_csv(output_dir / "cohort_summary.csv", [_summary_row(o) for o in outcomes])
+    _write_csv(output_dir / COHORT_LESIONS_FILE, lesion_rows, ["case", *LESION_COLUMN_NAMES])
+    _write_csv(output_dir / COHORT_SUMMARY_FILE, [_summary_row(o) for o in outcomes], COHORT_SUMMARY_COLUMNS)
     return outcomes
+
+
+COHORT_SUMMARY_COLUMNS = ("case", "status", "lesion_count", "total_volume_ml", "seconds", "error")
 
 
 def _summary_row(outcome: CaseOutcome) -> dict:
@@ -131,12 +128,9 @@ def _summary_row(outcome: CaseOutcome) -> dict:
             "seconds": round(outcome.seconds, 1), "error": outcome.error}
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    """Write rows atomically (temp file, then rename); header from the union of keys in order."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
+def _write_csv(path: Path, rows: list[dict], columns: list[str] | tuple[str, ...]) -> None:
+    """Write rows atomically (temp file, then rename) with a fixed header (also when empty)."""
     with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns or ["case"])
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)

@@ -12,7 +12,8 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .contract import (ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_BATCH_FAILURES, EXIT_CANCELLED,
+from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, ERROR_PREFIX, EXIT_BAD_INPUT,
+                       EXIT_BATCH_FAILURES, EXIT_CANCELLED,
                        EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, RESULT_PREFIX, SUMMARY_PLAN_KEY,
                        RunSettings,
                        SettingError, add_arguments)
@@ -103,7 +104,7 @@ def _run_cohort(args: argparse.Namespace, options) -> int:
     outcomes = run_cohort(args.cohort, args.output, run_case, on_case)
     failed = [o for o in outcomes if o.status != "ok"]
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} cases segmented; "
-          f"tables: {Path(args.output) / 'lesions_all.csv'}, {Path(args.output) / 'cohort_summary.csv'}",
+          f"tables: {Path(args.output) / COHORT_LESIONS_FILE}, {Path(args.output) / COHORT_SUMMARY_FILE}",
           file=sys.stderr)
     for outcome in failed:
         print(f"FAILED {outcome.case_id}: {outcome.error}", file=sys.stderr)

@@ -113,9 +113,22 @@ DIS_AREAS: tuple[str, ...] = ("periventricular", "juxtacortical", "infratentoria
 DIS_LABEL = "McDonald 2017 DIS areas with a lesion (supports a reader; not a diagnosis)"
 
 # Evaluation outputs (``allnet evaluate``)
-EVALUATION_CASES_FILE = "metrics_cases.csv"
-EVALUATION_SUMMARY_FILE = "metrics_summary.json"
+EVALUATION_METRICS_FILE = "metrics.csv"
+EVALUATION_COMPARE_FILE = "metrics_compare.csv"
+EVALUATION_SUMMARY_FILE = "summary.json"
 EVALUATION_CURVES_FILE = "curves.png"
+
+# Image files the core reads by name (cohort folders, evaluation folders, the Slicer sample),
+# longest first so that ".nii.gz" wins over ".nii".
+IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def strip_image_suffix(name: str) -> str | None:
+    """``name`` without its image-file ending (case-insensitive), or None when it has none."""
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,8 @@ class SettingError(ValueError):
     def __init__(self, name: str, problem: str) -> None:
         self.setting = name
         self.problem = problem
-        super().__init__(f"setting {name} ({option_flag(name)}) {problem}")
+        where = f" ({option_flag(name)})" if name in _FIELDS else ""
+        super().__init__(f"setting {name}{where} {problem}")
 
 
 def _setting(default: Any, help: str, *, group: str, choices: tuple | None = None,

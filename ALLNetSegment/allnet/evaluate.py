@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from allnet import metrics
-from allnet.atomic import atomic_file
+from allnet.io import read_stored
+from allnet.atomic import atomic_file, write_json_atomic
+from allnet.contract import (EVALUATION_COMPARE_FILE, EVALUATION_CURVES_FILE, EVALUATION_METRICS_FILE,
+                             EVALUATION_SUMMARY_FILE, IMAGE_SUFFIXES, MASK_FILE, PROBABILITY_FILE,
+                             strip_image_suffix)
 from allnet.errors import EXIT_OK, InputError
 
-MASK_NAME = "lesion_mask.nii.gz"
-PROBABILITY_NAME = "lesion_probability.nii.gz"
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+MASK_NAME = MASK_FILE                # a run's files (allnet segment / --cohort layout)
+PROBABILITY_NAME = PROBABILITY_FILE
 TABLE_COLUMNS = (  # (header, CaseMetrics attribute, format)
     ("DSC", "dsc", ".3f"), ("PPV", "ppv", ".3f"), ("TPR", "tpr", ".3f"), ("LTPR", "ltpr", ".3f"),
     ("LFPR", "lfpr", ".3f"), ("L-F1", "lf1", ".3f"), ("MR-LF1", "mr_lesion_f1", ".3f"),
@@ -61,25 +63,10 @@ class EvaluationResult:
 
 # ----------------------------------------------------------------------------- reading
 
-def _strip_suffix(name: str) -> str | None:
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def read_volume(path: Path, role: str) -> sitk.Image:
-    """A 3D scalar image; InputError naming ``path`` when missing, unreadable or not 3D scalar."""
-    if not path.exists():
-        raise InputError(path, f"{role} file not found")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise InputError(path, f"cannot read the {role} image ({str(exc).strip().splitlines()[-1]})") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(path, f"{role} must be a 3D scalar image, got {image.GetDimension()}D with "
-                               f"{image.GetNumberOfComponentsPerPixel()} component(s)")
-    return image
+    """A 3D scalar image; InputError naming ``path`` when missing, unreadable or not 3D scalar
+    (``allnet.io.read_stored``, the reader of every input)."""
+    return read_stored(path, role)
 
 
 def read_mask(path: Path, role: str) -> sitk.Image:
@@ -123,8 +110,8 @@ def folder_cases(folder: Path, sub_name: str = MASK_NAME) -> dict[str, Path]:
             continue
         if entry.is_dir() and (entry / sub_name).is_file():
             name, path = entry.name, entry / sub_name
-        elif entry.is_file() and _strip_suffix(entry.name):
-            name, path = _strip_suffix(entry.name), entry
+        elif entry.is_file() and strip_image_suffix(entry.name):
+            name, path = strip_image_suffix(entry.name), entry
         else:
             continue
         if name in cases:
@@ -166,7 +153,7 @@ def find_cases(pred: Path, ref: Path, probability: Path | None = None, compare: 
     if _is_single(pred) and _is_single(ref):
         p = _single(pred, MASK_NAME)
         prob = _single(probability, PROBABILITY_NAME) if probability else _default_probability(p)
-        name = p.parent.name if p.name == MASK_NAME else (_strip_suffix(p.name) or p.name)
+        name = p.parent.name if p.name == MASK_NAME else (strip_image_suffix(p.name) or p.name)
         return [Case(name, p, _single(ref, MASK_NAME), prob, _single(compare, MASK_NAME) if compare else None)]
     if _is_single(pred) or _is_single(ref):
         raise InputError(pred if _is_single(pred) else ref,
@@ -240,26 +227,6 @@ def _prob_ref(cases: list[Case]) -> Iterator[tuple[np.ndarray, np.ndarray, float
 
 # ----------------------------------------------------------------------------- outputs
 
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    return value
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename (no partial outputs)."""
-    with atomic_file(path) as tmp:
-        write(tmp)
-
-
 def _write_csv(path: Path, rows: list[metrics.CaseMetrics]) -> None:
     names = metrics.case_field_names()
 
@@ -269,7 +236,8 @@ def _write_csv(path: Path, rows: list[metrics.CaseMetrics]) -> None:
             writer.writeheader()
             for row in rows:
                 writer.writerow(row.as_dict())
-    _write_atomic(path, write)
+    with atomic_file(path) as tmp:
+        write(tmp)
 
 
 def plot_curves(lesion: metrics.LesionCurve | None, pr: metrics.PRCurve | None, path: Path) -> None:
@@ -296,21 +264,22 @@ def plot_curves(lesion: metrics.LesionCurve | None, pr: metrics.PRCurve | None, 
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
 
 
 def write_outputs(result: EvaluationResult, out_dir: Path, settings: dict) -> dict[str, str]:
     """metrics.csv, summary.json, [metrics_compare.csv], [curves.png] in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = {"metrics": "metrics.csv", "summary": "summary.json"}
-    _write_csv(out_dir / "metrics.csv", result.cases)
+    written = {"metrics": EVALUATION_METRICS_FILE, "summary": EVALUATION_SUMMARY_FILE}
+    _write_csv(out_dir / EVALUATION_METRICS_FILE, result.cases)
     if result.compare_cases:
-        _write_csv(out_dir / "metrics_compare.csv", result.compare_cases)
-        written["metrics_compare"] = "metrics_compare.csv"
+        _write_csv(out_dir / EVALUATION_COMPARE_FILE, result.compare_cases)
+        written["metrics_compare"] = EVALUATION_COMPARE_FILE
     if result.lesion_curve is not None or result.pr_curve is not None:
-        plot_curves(result.lesion_curve, result.pr_curve, out_dir / "curves.png")
-        written["curves"] = "curves.png"
+        plot_curves(result.lesion_curve, result.pr_curve, out_dir / EVALUATION_CURVES_FILE)
+        written["curves"] = EVALUATION_CURVES_FILE
     doc = {"settings": settings, "summary": result.summary, "outputs": written}
     if result.lesion_curve is not None:
         lc = result.lesion_curve
@@ -320,8 +289,7 @@ def write_outputs(result: EvaluationResult, out_dir: Path, settings: dict) -> di
         doc["voxel_average_precision"] = result.pr_curve.average_precision
     if result.comparison:
         doc["comparison"] = {"summary_b": metrics.summarise(result.compare_cases), "paired_t_tests": result.comparison}
-    text = json.dumps(_jsonable(doc), indent=2)
-    _write_atomic(out_dir / "summary.json", lambda tmp: tmp.write_text(text))
+    write_json_atomic(out_dir / EVALUATION_SUMMARY_FILE, doc)
     return written
 
 

@@ -116,6 +116,19 @@ def _read_validated(p: Path) -> sitk.Image:
     return image
 
 
+def read_stored(path: str | Path, what: str) -> sitk.Image:
+    """Read a 3D scalar image as stored (any pixel type, constant allowed): the same
+    reading and checks as :func:`read_image` (missing, unreadable, 2D, 4D/vector, NaN/inf,
+    memory guard), with ``what`` naming the image in messages. Used for masks and maps."""
+    try:
+        p = validation.check_exists(path)
+        image = _read_validated(p)
+        validation.check_finite(p, sitk.GetArrayViewFromImage(image))
+    except InputError as exc:
+        raise InputError(exc.path, f"{what} {exc.problem}") from None
+    return image
+
+
 def read_image(path: str | Path, role: str) -> sitk.Image:
     """Read and validate one input image.
 

@@ -373,6 +373,24 @@ def load_model_file(path: str | Path) -> ModelBundle:
     return ModelBundle(config=config, members=members, meta=meta, path=path)
 
 
+def set_inference_plan(path: str | Path, plan: dict[str, Any]) -> None:
+    """Store ``plan`` (``allnet.plan.InferencePlan`` entries) as the inference plan of the
+    model file at ``path``; weights and everything else stay byte-identical tensors.
+    The file is read with ``weights_only=True`` and rewritten atomically."""
+    from .plan import PLAN_META_KEY, InferencePlan
+
+    checked = InferencePlan.from_dict(plan).to_dict()  # refuse values the core cannot apply
+    load_model_file(path)  # the same checks as a run: a broken file is a ModelError here too
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload["meta"] = dict(payload.get("meta") or {}) | {
+        PLAN_META_KEY: {k: v for k, v in checked.items() if k not in ("grid", "normalisation")}}
+    _check_plain(payload["meta"], "meta")
+    with atomic_file(Path(path)) as tmp, tmp.open("wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def bundled_model_path() -> Path | None:
     """The model file shipped in ``allnet/weights/``, or None while none is shipped."""
     candidate = WEIGHTS_DIR / DEFAULT_MODEL_NAME
@@ -400,6 +418,7 @@ def count_parameters(net: nn.Module) -> int:
 
 __all__ = [
     "ALLNet", "ModelBundle", "ModelConfig", "ModelError", "bundled_model_path", "count_parameters",
-    "fused_for_inference",    "load_model_file", "random_bundle", "save_model_file", "DEFAULT_MODEL_NAME",
+    "fused_for_inference", "load_model_file", "random_bundle", "save_model_file", "set_inference_plan",
+    "DEFAULT_MODEL_NAME",
     "FORMAT_VERSION", "KNOWN_MODALITIES",
 ]

@@ -14,8 +14,8 @@ uint8 location zones (``allnet.lesions`` codes); ``lesions.seg.nrrd`` Slicer seg
 """
 from __future__ import annotations
 
-import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,8 @@ import slicerio
 
 from . import terminology
 from .atomic import atomic_file, write_json_atomic
-from .contract import (LABELS_FILE, MASK_FILE, OUTPUT_FILES, PROBABILITY_FILE,  # noqa: F401
-                       SEGMENTATION_FILE, SUMMARY_FILE, TABLE_FILE, WORKING_DIR, ZONES_FILE)
+from .contract import (LABELS_FILE, MASK_FILE, PROBABILITY_FILE, SEGMENTATION_FILE,  # noqa: F401
+                       SUMMARY_FILE, TABLE_FILE, WORKING_DIR, ZONES_FILE)
 from .errors import InputError
 from .grid import array_to_working_image
 from .io import write_image_atomic
@@ -50,8 +50,12 @@ def check_output_location(path: str | Path) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(path, f"cannot create the output folder: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(path, f"output location is not writable ({existing}: permission denied)")
+    try:  # a real write: permission bits do not tell for root, read-only mounts or quotas
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise InputError(path, f"output location is not writable (writing in {existing} "
+                               f"failed: {exc.strerror or exc})") from None
     free = shutil.disk_usage(existing).free
     if free < MIN_FREE_BYTES:
         raise InputError(path, f"not enough free disk space at the output location: "

@@ -13,9 +13,10 @@ import json
 import os
 from pathlib import Path
 
+from allnet.atomic import write_text_atomic
+from allnet.pipeline import model_plan
 from allnet.model import load_model_file
 
-from .trainer import _write_text_atomic
 
 TRAINING_KEYS = ("training_data", "training_cases", "command", "date", "hardware",
                  "training_seconds", "seeds")
@@ -55,6 +56,7 @@ def sidecar(model_path: str | Path, crossval_dir: str | Path | None = None,
         "members": len(bundle.members),
         "training": training,
         "augmentation": bundle.meta.get("sampler_config", {}).get("augment"),
+        "inference_plan": model_plan(bundle),
         "model_card": model_card,
     }
     if crossval_dir is not None:
@@ -72,5 +74,5 @@ def write_sidecar(model_path: str | Path, crossval_dir: str | Path | None = None
     """Write the sidecar next to the model (``.pt`` -> ``.json``) or to ``out`` (atomic)."""
     target = Path(out) if out else Path(model_path).with_suffix(".json")
     content = sidecar(model_path, crossval_dir, anchors=anchors)
-    _write_text_atomic(target, json.dumps(content, indent=1, default=float) + "\n")
+    write_text_atomic(target, json.dumps(content, indent=1, default=float) + "\n")
     return target

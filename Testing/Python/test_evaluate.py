@@ -135,7 +135,7 @@ def test_bad_inputs(tmp_path):
     assert info.value.path.endswith("missing.nii.gz")
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not an image")
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot be read"):
         cli(bad, rp)
     with pytest.raises(InputError, match="not a mask"):
         cli(write(tmp_path / "prob.nii.gz", prob), rp)

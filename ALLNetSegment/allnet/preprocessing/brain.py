@@ -19,17 +19,6 @@ DEEPBET_SPACING_MM = 1.0
 THRESHOLD = 0.5
 
 
-def resolve_device(device: str = "cpu") -> str:
-    """'cpu', 'cuda' (or 'cuda:N'), or 'auto' (cuda when available) -> a torch device string."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but no CUDA device is available")
-    return device
-
-
 @lru_cache(maxsize=2)
 def _brain_extractor(device: str):
     """deepbet's two networks (bounding box, mask), loaded once per process and device."""
@@ -60,7 +49,9 @@ def extract_brain(t1: sitk.Image, *, device: str = "cpu") -> sitk.Image:
     head). Output: uint8 0/1 mask on the input's own grid (same size, spacing, origin,
     direction). Deterministic for a given input and device (no random state).
     """
-    extractor = _brain_extractor(resolve_device(device))
+    from ..inference import resolve_device  # one device rule for the network and deepbet
+
+    extractor = _brain_extractor(str(resolve_device(device)))
     grid = to_deepbet_grid(sitk.Cast(t1, sitk.sitkFloat32))
     x = np.ascontiguousarray(sitk.GetArrayFromImage(grid).transpose(2, 1, 0))  # KJI -> IJK
     import torch

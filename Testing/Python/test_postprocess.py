@@ -1,0 +1,142 @@
+"""The inference plan (allnet.plan), the one post-processing (allnet.postprocess), lesion scores
+from the sphere head, plan storage in model files and plan tuning on out-of-fold predictions."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from allnet.contract import RunSettings, SettingError
+from allnet.inference import predict
+from allnet.model import ModelConfig, load_model_file, random_bundle, save_model_file, set_inference_plan
+from allnet.pipeline import model_plan
+from allnet.plan import DEFAULT_PLAN, InferencePlan, resolve_plan
+from allnet.postprocess import postprocess, postprocess_array
+
+TINY = dict(base_channels=4, depth=2, max_channels=8, head_channels=4, head_mlp=(4,))
+
+
+def _two_lesions() -> tuple[np.ndarray, np.ndarray]:
+    """Vote with a 27-voxel cube and a 8-voxel cube; score map 0.9 in the first, 0.2 in the second."""
+    vote = np.zeros((20, 20, 20), np.float32)
+    score = np.zeros_like(vote)
+    vote[2:5, 2:5, 2:5] = 1
+    score[2:5, 2:5, 2:5] = 0.9
+    vote[10:12, 10:12, 10:12] = 1
+    score[10:12, 10:12, 10:12] = 0.2
+    return vote, score
+
+
+def test_lesion_score_threshold_drops_low_scoring_components_and_renumbers() -> None:
+    vote, score = _two_lesions()
+    plan = InferencePlan(min_lesion_mm3=0.0)
+    labels, scores = postprocess_array(vote, plan, score)
+    assert labels.max() == 2 and scores == {1: pytest.approx(0.9), 2: pytest.approx(0.2)}
+    kept, kept_scores = postprocess_array(vote, InferencePlan(min_lesion_mm3=0.0, lesion_score_threshold=0.5), score)
+    assert kept.max() == 1 and (kept > 0).sum() == 27 and kept_scores == {1: pytest.approx(0.9)}
+
+
+def test_minimum_size_uses_the_voxel_volume_and_connectivity_joins_diagonals() -> None:
+    vote = np.zeros((10, 10, 10), np.float32)
+    vote[2, 2, 2] = vote[3, 3, 3] = 1  # corner neighbours
+    assert postprocess_array(vote, InferencePlan(min_lesion_mm3=0.0, connectivity=26))[0].max() == 1
+    assert postprocess_array(vote, InferencePlan(min_lesion_mm3=0.0, connectivity=6))[0].max() == 2
+    # two 1 mm3 voxels joined = 2 mm3: kept at 2 mm3, dropped at 3 mm3; at 2 x 2 x 2 mm voxels 16 mm3
+    assert postprocess_array(vote, InferencePlan(min_lesion_mm3=2.0))[0].max() == 1
+    assert postprocess_array(vote, InferencePlan(min_lesion_mm3=3.0))[0].max() == 0
+    assert postprocess_array(vote, InferencePlan(min_lesion_mm3=10.0), spacing_mm=(2.0, 2.0, 2.0))[0].max() == 1
+
+
+def test_a_fractional_vote_is_cut_at_one_half() -> None:
+    vote = np.zeros((6, 6, 6), np.float32)
+    vote[1:3, 1:3, 1:3] = 0.49
+    vote[3:5, 3:5, 3:5] = 0.51
+    labels, _ = postprocess_array(vote, InferencePlan(min_lesion_mm3=0.0))
+    assert labels[1:3, 1:3, 1:3].max() == 0 and (labels[3:5, 3:5, 3:5] == 1).all()
+
+
+def test_image_and_array_forms_agree_and_the_score_map_must_share_the_grid() -> None:
+    vote, score = _two_lesions()
+    image = sitk.GetImageFromArray(vote)
+    image.SetSpacing((0.8, 0.9, 3.0))
+    image.SetOrigin((10.0, -5.0, 2.0))
+    score_image = sitk.GetImageFromArray(score)
+    score_image.CopyInformation(image)
+    found = postprocess(image, InferencePlan(min_lesion_mm3=0.0), score_image)
+    labels, scores = postprocess_array(vote, InferencePlan(min_lesion_mm3=0.0), score, (0.8, 0.9, 3.0))
+    assert np.array_equal(sitk.GetArrayFromImage(found.labels), labels) and found.scores == scores
+    assert found.labels.GetOrigin() == (10.0, -5.0, 2.0)
+    with pytest.raises(ValueError, match="grid"):
+        postprocess(image, DEFAULT_PLAN, sitk.GetImageFromArray(score))
+
+
+def test_settings_override_the_model_plan_and_the_sources_say_so() -> None:
+    resolved = resolve_plan({"threshold": 0.4, "lesion_score_threshold": 0.3},
+                            RunSettings(lesion_score_threshold=0.0, connectivity=18))
+    assert (resolved.plan.threshold, resolved.plan.lesion_score_threshold, resolved.plan.connectivity,
+            resolved.plan.min_lesion_mm3) == (0.4, 0.0, 18, DEFAULT_PLAN.min_lesion_mm3)
+    assert resolved.sources == {"threshold": "model", "lesion_score_threshold": "setting",
+                                "connectivity": "setting", "min_lesion_mm3": "default"}
+
+
+@pytest.mark.parametrize("plan", [{"threshold": 1.5}, {"connectivity": 4}, {"grid": "mni152_2mm"},
+                                  {"unknown_step": True}])
+def test_plans_the_core_cannot_apply_are_refused(plan: dict) -> None:
+    with pytest.raises((SettingError, TypeError)):
+        InferencePlan.from_dict(plan)
+
+
+def test_plan_stored_in_a_model_file_is_what_a_run_reads(tmp_path) -> None:
+    bundle = random_bundle(ModelConfig(**TINY), n=2)
+    path = tmp_path / "m.pt"
+    save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "m"}, fp16=True)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in load_model_file(path).members]
+    assert model_plan(load_model_file(path)) == {"grid": "mni152_1mm", "normalisation": "robust-zscore"}
+    set_inference_plan(path, {"threshold": 0.35, "lesion_score_threshold": 0.25})
+    loaded = load_model_file(path)
+    assert loaded.meta["name"] == "m"
+    assert InferencePlan.from_dict(model_plan(loaded)) == InferencePlan(threshold=0.35, lesion_score_threshold=0.25)
+    for old, new in zip(before, (m.state_dict() for m in loaded.members)):
+        assert all(np.array_equal(old[k].numpy(), new[k].numpy()) for k in old)
+    with pytest.raises(SettingError):
+        set_inference_plan(path, {"threshold": 2.0})
+
+
+def test_predict_returns_the_sphere_head_as_lesion_score_map() -> None:
+    rng = np.random.default_rng(0)
+    shape = (16, 24, 16)
+    images = rng.normal(size=(3, *shape)).astype(np.float32)
+    anatomy = rng.normal(size=(6, *shape)).astype(np.float32)
+    brain = np.zeros(shape, np.uint8)
+    brain[2:14, 3:20, 2:14] = 1
+    with_sphere = predict(random_bundle(ModelConfig(**TINY), n=2), images, anatomy, brain, device="cpu")
+    assert with_sphere.sphere_probability is not None
+    inside = with_sphere.sphere_probability[brain > 0]
+    assert 0 < inside.min() and inside.max() < 1 and (with_sphere.sphere_probability[brain == 0] == 0).all()
+    windowed = predict(random_bundle(ModelConfig(**TINY), n=2), images, anatomy, brain, device="cpu",
+                       patch_size=(8, 8, 8))
+    assert np.allclose(windowed.sphere_probability, with_sphere.sphere_probability, atol=0.05)
+    without = predict(random_bundle(ModelConfig(**TINY, sphere_head=False), n=1), images, anatomy, brain,
+                      device="cpu")
+    assert without.sphere_probability is None
+
+
+def test_plan_tuning_on_out_of_fold_predictions_prefers_the_lesion_score_when_it_separates(tmp_path) -> None:
+    from allnet_training.plan_tuning import PLAN_FILE, read_plan, save_oof, tune_plan
+
+    assert tune_plan(tmp_path) is None
+    for case in range(2):
+        reference = np.zeros((24, 24, 24), np.uint8)
+        reference[3:7, 3:7, 3:7] = 1
+        probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+        sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+        probability[14:17, 14:17, 14:17] = 0.7  # a false positive the sphere head does not back
+        sphere[14:17, 14:17, 14:17] = 0.15
+        save_oof(tmp_path / f"fold_s{case}", f"case{case}", probability, sphere, reference)
+    tuned = tune_plan(tmp_path)
+    assert tuned["plan"]["lesion_score_threshold"] >= 0.2
+    assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
+    assert read_plan(tmp_path / PLAN_FILE) == tuned["plan"]
+    assert json.loads((tmp_path / PLAN_FILE).read_text())["cases"] == ["case0", "case1"]
