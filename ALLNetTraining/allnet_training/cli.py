@@ -1,4 +1,4 @@
-"""``allnet-train``: prepare | train | crossval | export | ablation.
+"""``allnet-train``: prepare | train | crossval | ablation | stress | curve | audit | export | sidecar | plan.
 
 Cases come from a case-list CSV (``--cases``, see ``data.py``) or the development data
 (``--dev-data ../shared/data``). Preprocessed tensors are cached in ``--cache``.
@@ -98,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only these variants (the table lists every finished one)")
     _add_data_args(p)
     _add_train_args(p)
+    p = sub.add_parser("stress", help="stress set and false-positive audit of a finished cross-validation")
+    p.add_argument("--crossval", type=Path, required=True, help="cross-validation folder (fold_*/bundle.pt)")
+    _add_data_args(p)
+    p = sub.add_parser("curve", help="learning curve: held-out DSC / L-F1 of every snapshot of a cross-validation")
+    p.add_argument("--crossval", type=Path, required=True, help="cross-validation folder run with --snapshot-every")
+    p.add_argument("--seed", type=int, default=0)
+    _add_data_args(p)
+    p = sub.add_parser("audit", help="false-positive audit of a model on the native scans (normal-tissue regions)")
+    p.add_argument("--model", type=Path, required=True, help="model file")
+    p.add_argument("--dev-data", type=Path, required=True, help="the development data folder (../shared/data)")
+    p.add_argument("--out", type=Path, required=True, help="folder for audit_native.json/.md")
     p = sub.add_parser("export", help="combine single-member model files into one fp16 bundle")
     p.add_argument("models", type=Path, nargs="+", help="model files (model.pt of each seed)")
     p.add_argument("--out", type=Path, required=True, help="bundle file to write")
@@ -215,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plan {tuned['plan']}: mean DSC {tuned['chosen']['mean_dsc']:.3f}, L-F1 "
                   f"{tuned['chosen']['mean_lf1']:.3f} (default plan: {tuned['default']['mean_dsc']:.3f}, "
                   f"{tuned['default']['mean_lf1']:.3f}) over {len(tuned['cases'])} held-out cases")
+            from allnet.plan import InferencePlan
+
+            from .plan_tuning import CURVE_FIGURE, write_lesion_score_curve
+
+            if write_lesion_score_curve(args.crossval, InferencePlan.from_dict(tuned["plan"])):
+                print(f"lesion-score ROC: {args.crossval / CURVE_FIGURE}")
             if args.model:
                 set_inference_plan(args.model, tuned["plan"])
                 print(f"stored in {args.model}")
@@ -223,6 +240,27 @@ def main(argv: list[str] | None = None) -> int:
             from .sidecar import write_sidecar
 
             print(f"wrote {write_sidecar(args.model, args.crossval, args.out, args.relative_to)}")
+            return 0
+        if args.command == "stress":
+            from .stress import run_stress
+
+            _, cached = _load(args)
+            run_stress(cached, args.crossval)
+            print((args.crossval / "stress.md").read_text())
+            return 0
+        if args.command == "curve":
+            from .curve import run_curve
+
+            _, cached = _load(args)
+            rows = run_curve(cached, args.crossval, args.seed)
+            print(f"{len(rows)} snapshot scores -> {args.crossval / 'curve.csv'}")
+            return 0
+        if args.command == "audit":
+            from .labelmaps import native_studies
+            from .stress import run_native_audit
+
+            run_native_audit(args.model, native_studies(args.dev_data), args.out)
+            print((args.out / "audit_native.md").read_text())
             return 0
         if args.command == "prepare":
             from .cache import prepare_cases
