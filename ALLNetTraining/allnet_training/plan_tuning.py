@@ -94,3 +94,86 @@ def read_plan(path: str | Path) -> dict:
     plan = data.get("plan", data)
     InferencePlan.from_dict(plan)  # refuse what the core could not apply
     return plan
+
+
+CURVE_FILE = "lesion_score_roc.json"
+CURVE_FIGURE = "lesion_score_roc.png"
+CURVE_SCORES = tuple(float(s) for s in np.round(np.arange(0.0, 1.0001, 0.05), 2))
+
+
+def lesion_score_curve(cases: dict[str, dict[str, np.ndarray]], plan: InferencePlan,
+                       score_thresholds: tuple[float, ...] = CURVE_SCORES) -> dict:
+    """Lesion-wise ROC of the lesion score (the paper's Fig. 5 with ALL-Net's own lesion
+    decision): the held-out predictions are post-processed with ``plan`` (its probability
+    threshold, connectivity and minimum size, no score threshold), then for each score
+    threshold the lesions scoring at least that much are kept. Per threshold: LTPR (reference
+    lesions, 18-connected, touched by a kept lesion / all reference lesions), false-positive
+    lesions per scan and LFPR."""
+    from allnet.metrics import label_components
+
+    base = dataclasses.replace(plan, lesion_score_threshold=0.0)
+    thresholds = np.asarray(score_thresholds, dtype=float)
+    detected = np.zeros(thresholds.size)
+    false = np.zeros(thresholds.size)
+    kept_total = np.zeros(thresholds.size)
+    n_ref = 0
+    for arrays in cases.values():
+        if "sphere" not in arrays:
+            raise ValueError("the held-out predictions carry no lesion scores (model without sphere head)")
+        vote = (arrays["probability"].astype(np.float32) > base.threshold).astype(np.float32)
+        labels, scores = postprocess_array(vote, base, arrays["sphere"].astype(np.float32))
+        ref_labels, n = label_components(arrays["reference"] > 0, 18)
+        n_ref += n
+        ids = np.array(sorted(scores), dtype=int)
+        peak = np.array([scores[i] for i in ids])
+        hit_refs = {i: set(np.unique(ref_labels[(labels == i) & (ref_labels > 0)]).tolist()) for i in ids}
+        for t_index, t in enumerate(thresholds):
+            kept = ids[peak >= t]
+            found = set().union(*(hit_refs[i] for i in kept)) if kept.size else set()
+            detected[t_index] += len(found)
+            false[t_index] += sum(1 for i in kept if not hit_refs[i])
+            kept_total[t_index] += kept.size
+    n_scans = len(cases)
+    return {"score_thresholds": thresholds.tolist(),
+            "ltpr": (detected / max(n_ref, 1)).tolist(),
+            "fp_per_scan": (false / max(n_scans, 1)).tolist(),
+            "lfpr": np.divide(false, kept_total, out=np.zeros_like(false), where=kept_total > 0).tolist(),
+            "n_reference_lesions": n_ref, "n_scans": n_scans, "plan": base.to_dict()}
+
+
+def plot_lesion_score_curve(curve: dict, path: Path, chosen: float | None = None) -> Path:
+    """PNG of LTPR against false-positive lesions per scan, one point per score threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.2), dpi=110)
+    ax.plot(curve["fp_per_scan"], curve["ltpr"], "o-", ms=3)
+    for t, x, y in zip(curve["score_thresholds"], curve["fp_per_scan"], curve["ltpr"]):
+        if round(t * 20) % 4 == 0:  # label every 0.2
+            ax.annotate(f"{t:.1f}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    if chosen is not None:
+        i = int(np.argmin(np.abs(np.asarray(curve["score_thresholds"]) - chosen)))
+        ax.plot(curve["fp_per_scan"][i], curve["ltpr"][i], "r*", ms=10, label=f"plan: score >= {chosen:g}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set(xlabel="false-positive lesions per scan", ylabel="lesion-wise TPR", ylim=(0, 1.02),
+           title=f"Lesion score ROC, {curve['n_scans']} held-out scans, {curve['n_reference_lesions']} lesions")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def write_lesion_score_curve(out_dir: str | Path, plan: InferencePlan) -> dict | None:
+    """Curve JSON and figure of the stored held-out predictions in ``out_dir`` (None without any)."""
+    cases = load_oof(Path(out_dir))
+    if not cases or not all("sphere" in a for a in cases.values()):
+        return None
+    curve = lesion_score_curve(cases, plan)
+    write_json_atomic(Path(out_dir) / CURVE_FILE, curve)
+    plot_lesion_score_curve(curve, Path(out_dir) / CURVE_FIGURE, plan.lesion_score_threshold)
+    return curve

@@ -140,3 +140,32 @@ def test_plan_tuning_on_out_of_fold_predictions_prefers_the_lesion_score_when_it
     assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
     assert read_plan(tmp_path / PLAN_FILE) == tuned["plan"]
     assert json.loads((tmp_path / PLAN_FILE).read_text())["cases"] == ["case0", "case1"]
+
+
+def test_lesion_score_roc_and_the_plan_command_store_the_plan_in_a_model(tmp_path, capsys) -> None:
+    from allnet_training import cli as train_cli
+    from allnet_training.plan_tuning import CURVE_FIGURE, lesion_score_curve, load_oof, save_oof
+
+    reference = np.zeros((24, 24, 24), np.uint8)
+    reference[3:7, 3:7, 3:7] = 1
+    reference[3:7, 14:18, 3:7] = 1  # a second lesion the model scores low
+    probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+    sphere = np.zeros_like(probability)
+    sphere[3:7, 3:7, 3:7] = 0.8
+    sphere[3:7, 14:18, 3:7] = 0.3
+    probability[14:17, 14:17, 14:17] = 0.7  # false positive with score 0.15
+    sphere[14:17, 14:17, 14:17] = 0.15
+    save_oof(tmp_path / "fold_a", "a1", probability, sphere, reference)
+    curve = lesion_score_curve(load_oof(tmp_path), DEFAULT_PLAN, (0.0, 0.2, 0.5, 0.9))
+    assert curve["ltpr"] == [1.0, 1.0, 0.5, 0.0] and curve["fp_per_scan"] == [1.0, 0.0, 0.0, 0.0]
+    assert curve["n_reference_lesions"] == 2
+
+    bundle = random_bundle(ModelConfig(**TINY), n=1)
+    model = tmp_path / "m.pt"
+    save_model_file(model, bundle.config, [m.state_dict() for m in bundle.members], {})
+    assert train_cli.main(["plan", "--crossval", str(tmp_path), "--model", str(model)]) == 0
+    assert (tmp_path / CURVE_FIGURE).stat().st_size > 1000
+    stored = InferencePlan.from_dict(model_plan(load_model_file(model)))
+    assert 0.15 < stored.lesion_score_threshold <= 0.3  # drops the false positive, keeps both lesions
+    assert "stored in" in capsys.readouterr().out
+    assert train_cli.main(["plan", "--crossval", str(tmp_path / "empty")]) == 2
