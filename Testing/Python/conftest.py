@@ -25,3 +25,17 @@ def _limit_threads() -> None:
     except ImportError:  # torch is a dependency, but the fixture must not be the place that fails
         return
     torch.set_num_threads(1)
+
+
+TINY_MODEL = dict(base_channels=4, depth=2, max_channels=8, head_channels=4, head_mlp=(4,))
+
+
+@pytest.fixture()
+def model_file(tmp_path: Path) -> Path:
+    """A one-member model file with random weights and the tiny test architecture."""
+    from allnet.model import ModelConfig, random_bundle, save_model_file
+
+    bundle = random_bundle(ModelConfig(**TINY_MODEL), n=1)
+    path = tmp_path / "tiny.pt"
+    save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
+    return path

@@ -12,7 +12,6 @@ import SimpleITK as sitk
 
 from allnet import cli, pipeline
 from allnet.grid import working_reference
-from allnet.model import ModelConfig, random_bundle, save_model_file
 from allnet.progress import parse_line
 
 
@@ -32,15 +31,6 @@ def test_help_for_every_command(command: list[str], capsys) -> None:
         for option in ("--t1", "--t2", "--flair", "--cohort", "--preprocessed", "--device", "--tta",
                        "--ensemble", "--min-lesion-mm3", "--progress"):
             assert option in text
-
-
-@pytest.fixture()
-def model_file(tmp_path: Path) -> Path:
-    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, max_channels=8, head_channels=4,
-                                       head_mlp=(4,)), n=1)
-    path = tmp_path / "tiny.pt"
-    save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
-    return path
 
 
 def _write(path: Path, array: np.ndarray, like: sitk.Image | None = None) -> Path:

@@ -16,15 +16,6 @@ from allnet.model import ModelConfig, random_bundle, save_model_file
 
 
 @pytest.fixture()
-def model_file(tmp_path: Path) -> Path:
-    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, max_channels=8, head_channels=4,
-                                       head_mlp=(4,)), n=1)
-    path = tmp_path / "tiny.pt"
-    save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
-    return path
-
-
-@pytest.fixture()
 def images(tmp_path: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     paths = {}
