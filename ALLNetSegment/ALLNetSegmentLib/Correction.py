@@ -24,10 +24,9 @@ class Correction:
         """Use the singleton editor node of this panel, creating it if the scene has none."""
         node = slicer.mrmlScene.GetSingletonNode(EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
         if node is None:
-            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            # AddNewNodeByClass rather than CreateNodeByClass + AddNode: no reference to release.
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "ALLNet segment editor")
             node.SetSingletonTag(EDITOR_NODE_TAG)
-            node.SetName("ALLNet segment editor")
-            node = slicer.mrmlScene.AddNode(node)
         if node is not self.editorNode:
             self.editorNode = node
             self.editor.setMRMLSegmentEditorNode(node)
