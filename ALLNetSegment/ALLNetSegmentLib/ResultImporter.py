@@ -53,6 +53,7 @@ class ImportedResult:
     outputDir: Path
     rows: list = field(default_factory=list)
     maps: dict = field(default_factory=dict)
+    reportPath: Path | None = None  # the run's QC report, kept after its folder is deleted
 
 
 def placeInStudyOf(referenceNode, node) -> None:

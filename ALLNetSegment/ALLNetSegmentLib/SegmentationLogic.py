@@ -135,7 +135,7 @@ class SegmentationLogic:
         result = self.importer.importResult(outcome.outputDir or outputDir, flairNode, segmentationNode,
                                             keepProbability=settings.keepProbability)
         if not keepOutputs:
-            self.removeWorkFolder(outputDir)
+            result.reportPath = self.finishWorkFolder(outcome.outputDir or outputDir, flairNode.GetName())
         return result
 
     def cancel(self) -> None:
@@ -160,11 +160,11 @@ class SegmentationLogic:
             except Exception as error:  # reported to the user, not raised into the Qt timer
                 logging.exception("ALLNet: importing the results failed")
                 outcome.errorMessage = f"The results could not be loaded: {error}"
-        workDir = Path(pending["outputDir"]).parent
         if result is not None:
-            self.removeWorkFolder(pending["outputDir"])
+            result.reportPath = self.finishWorkFolder(outcome.outputDir or pending["outputDir"],
+                                                      pending["flair"].GetName())
         else:  # kept for diagnosis; the panel prints where
-            outcome.keptFolder = str(workDir)
+            outcome.keptFolder = str(Path(pending["outputDir"]).parent)
         self.finished(result, outcome)
 
     def _sampleFinished(self, pending: dict, outcome: RunOutcome) -> None:
@@ -179,6 +179,26 @@ class SegmentationLogic:
         if nodes is None:
             outcome.keptFolder = str(pending["caseParent"])
         self.sampleFinished(nodes, outcome)
+
+    @classmethod
+    def finishWorkFolder(cls, outputDir: str | Path, caseName: str) -> Path | None:
+        """After a successful import: keep the run's QC report (a self-contained HTML file) in
+        Slicer's temporary folder, delete the rest of the work folder; returns the report's path."""
+        import re
+        import time
+
+        from .ResultImporter import runOutputs
+
+        report = runOutputs(outputDir).get("report")
+        kept = None
+        if report is not None and report.is_file():
+            folder = Path(slicer.app.temporaryPath) / "ALLNetReports"
+            folder.mkdir(parents=True, exist_ok=True)
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", caseName).strip("_") or "case"
+            kept = folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-report.html"
+            shutil.move(str(report), kept)
+        cls.removeWorkFolder(outputDir)
+        return kept
 
     @staticmethod
     def removeWorkFolder(outputDir: str | Path) -> None:

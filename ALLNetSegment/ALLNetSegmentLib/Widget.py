@@ -274,6 +274,8 @@ class Widget(VTKObservationMixin):
         if self._reportFailure(outcome) or self._parameterNode is None:
             return
         self.ui.progressBar.value = 100
+        if result.reportPath is not None:
+            self.onLog(f"QC report of this run: {result.reportPath}")
         self.runMaps = dict(result.maps)
         self.rows = list(result.rows) if result.rows else self._recomputedRows()
         self._showTables()

@@ -44,7 +44,9 @@ FAKE_CORE = textwrap.dedent("""
     sitk.WriteImage(prob, str(out / "lesion_probability.nii.gz"))
     labels = lesions.label_lesions(image, 26, 0.0)
     lesions.write_lesions_csv(lesions.lesion_table(labels, prob, None), out / "lesions.csv")
-    outputs = {"mask": "lesion_mask.nii.gz", "probability": "lesion_probability.nii.gz", "table": "lesions.csv"}
+    (out / "report.html").write_text("<html>QC report</html>")
+    outputs = {"mask": "lesion_mask.nii.gz", "probability": "lesion_probability.nii.gz", "table": "lesions.csv",
+               "report": "report.html"}
     (out / "summary.json").write_text(json.dumps({"outputs": outputs}))
     print("ALLNET-RESULT " + json.dumps({"output_dir": str(out), "summary": str(out / "summary.json")}), flush=True)
 """)

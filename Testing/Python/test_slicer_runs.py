@@ -51,6 +51,10 @@ def test_a_successful_run_removes_its_work_folder_and_keeps_what_the_table_needs
     w.ui.recomputeButton.emit("clicked(bool)", False)
     assert w.lesionTableNode.GetNumberOfRows() == 1 and w.rows[0]["mean_prob"] == pytest.approx(0.8, abs=1e-3)
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    # The QC report is kept (in Slicer's temporary folder) and the log says where.
+    (line,) = [x for x in w.ui.logTextEdit.plainText.splitlines() if x.startswith("QC report of this run: ")]
+    report = Path(line.split(": ", 1)[1])
+    assert report.read_text() == "<html>QC report</html>" and report.parent.parent == Path(slicer.app.temporaryPath)
 
 
 def test_a_failed_run_keeps_its_work_folder_and_says_where(panel, tmp_path):
