@@ -4,6 +4,9 @@ Native mode, in order:
 1. brain extraction of the T1W (deepbet, T1W grid); brain volume checked (700-2200 mL);
 2. T1W -> FLAIR and T2W -> FLAIR rigid registration of the whole-head images;
 3. N4 bias correction of every modality inside its brain mask (T1W mask mapped rigidly);
+   then the one-head check (``headcheck``): each registered image must line up with the
+   FLAIR edge for edge, else InputError naming both files (a warning with
+   ``allow_mismatch``);
 4. affine registration of the T1W brain to the MNI template (T1 contrast), checked by
    volume scaling and Dice with the template brain mask;
 5. every modality resampled ONCE from its native grid to the working grid through the
@@ -12,7 +15,8 @@ Native mode, in order:
 
 Already-in-MNI mode: the inputs are skull-stripped, co-registered and on the MNI grid;
 they are resampled by identity if their grid differs, the brain mask is FLAIR > 0 with
-holes filled, and ``working_to_native`` is the identity.
+holes filled, ``working_to_native`` is the identity, and the one-head check compares the
+images on that grid.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from ..contract import PREPROCESSING_STEPS
 from ..progress import Progress
 from ..templates import load_template
 from ..validation import check_brain_volume
-from . import registration
+from . import headcheck, registration
 from .bias import correct_bias
 from .brain import extract_brain, mask_volume_ml
 from .intensity import normalise
@@ -50,7 +54,8 @@ class PreprocessedCase:
     working_to_native: sitk.Transform  # working-grid (MNI) LPS points -> FLAIR LPS points
     modalities_present: list[str]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    qc: dict[str, float] = field(default_factory=dict)
+    qc: dict = field(default_factory=dict)  # brain volume (mL), registration checks, head_check
+    warnings: list[str] = field(default_factory=list)  # e.g. a head mismatch let through
 
 
 class _Stages:
@@ -93,20 +98,22 @@ def _normalise_all(arrays: dict[str, np.ndarray], brain: np.ndarray) -> dict[str
 def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, *,
                already_in_mni: bool = False, paths: dict[str, str] | None = None,
                progress: Progress | None = None, device: str = "cpu",
-               fraction_span: tuple[float, float] = (0.0, 1.0)) -> PreprocessedCase:
+               fraction_span: tuple[float, float] = (0.0, 1.0),
+               allow_mismatch: bool = False) -> PreprocessedCase:
     """Preprocess one case (see the module docstring for the steps).
 
     Inputs: images as returned by ``allnet.io.read_image`` (LPS geometry). ``paths`` maps
     't1'/'flair'/'t2' to file names for error messages. ``device`` is used by brain
     extraction ('cpu', 'cuda', 'auto'). Progress is reported as stages 'brain extraction',
     'registration', 'bias correction', 'resampling' at overall fractions inside
-    ``fraction_span``. Raises InputError (T1W not a brain), RegistrationError (implausible
-    registration) and CancelledError (progress sink said stop).
+    ``fraction_span``. Raises InputError (T1W not a brain; a T1W/T2W that is not the
+    FLAIR's head, unless ``allow_mismatch``: then a warning in ``warnings``),
+    RegistrationError (implausible registration) and CancelledError (progress sink said stop).
     """
     paths = paths or {}
     stages = _Stages(progress, fraction_span)
     if already_in_mni:
-        return _preprocess_mni(t1, flair, t2, stages)
+        return _preprocess_mni(t1, flair, t2, stages, paths, allow_mismatch)
     natives = {"t1": t1, "flair": flair} | ({"t2": t2} if t2 is not None else {})
     qc: dict[str, float] = {}
 
@@ -120,6 +127,10 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
         flair_to["t1"] = registration.register_to_flair(flair, t1, moving_brain_mask=t1_mask)
         if t2 is not None:
             flair_to["t2"] = registration.register_to_flair(flair, t2, moving_name="T2W")
+        matches = [headcheck.measure_native(flair, natives[role], flair_to[role], t1_mask,
+                                            flair_to["t1"], role) for role in natives if role != "flair"]
+        qc["head_check"] = {m.role: m.to_dict() for m in matches}
+        warnings = headcheck.check_same_head(matches, paths, allow_mismatch=allow_mismatch)
     masks = {"t1": t1_mask}
     for name in natives.keys() - {"t1"}:  # native -> T1W: inverse(flair->t1) after name->flair
         name_to_t1 = registration.compose(flair_to["t1"], registration.invert(flair_to[name]))
@@ -151,11 +162,12 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
         images = _normalise_all(arrays, brain_mask.astype(bool))
     return PreprocessedCase(images=images, brain_mask=brain_mask, flair_native=flair,
                             working_to_native=working_to["flair"],
-                            modalities_present=list(natives), timings=stages.timings, qc=qc)
+                            modalities_present=list(natives), timings=stages.timings, qc=qc,
+                            warnings=warnings)
 
 
 def _preprocess_mni(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None,
-                    stages: _Stages) -> PreprocessedCase:
+                    stages: _Stages, paths: dict[str, str], allow_mismatch: bool) -> PreprocessedCase:
     natives = {"t1": t1, "flair": flair} | ({"t2": t2} if t2 is not None else {})
     with stages.stage("resampling", "inputs already on the MNI grid"):
         arrays = {}
@@ -170,9 +182,13 @@ def _preprocess_mni(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None,
             raise InputError(None, "the FLAIR is empty on the MNI working grid; is it really "
                                    "in MNI space?")
         brain = ndimage.binary_fill_holes(foreground)
+        matches = headcheck.measure_working(arrays, brain)
+        warnings = headcheck.check_same_head(matches, paths, allow_mismatch=allow_mismatch)
         images = _normalise_all(arrays, brain)
     volume_ml = float(brain.sum()) * float(np.prod(WORKING_SPACING)) / 1000.0
     return PreprocessedCase(images=images, brain_mask=brain.astype(np.uint8),
                             flair_native=flair, working_to_native=sitk.Euler3DTransform(),
                             modalities_present=list(natives), timings=stages.timings,
-                            qc={"brain_volume_ml": volume_ml})
+                            qc={"brain_volume_ml": volume_ml,
+                                "head_check": {m.role: m.to_dict() for m in matches}},
+                            warnings=warnings)
