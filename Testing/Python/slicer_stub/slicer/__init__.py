@@ -11,10 +11,12 @@ import qt
 import vtk
 
 from .mrml import (vtkMRMLColorTableNode, vtkMRMLDisplayableNode, vtkMRMLDisplayNode,  # noqa: F401
-                   vtkMRMLLabelMapVolumeNode, vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLScene,
-                   vtkMRMLScriptedModuleNode, vtkMRMLSegmentationNode, vtkMRMLSegmentationStorageNode,
-                   vtkMRMLSegmentEditorNode, vtkMRMLSubjectHierarchyNode, vtkMRMLTableNode,
-                   vtkMRMLVolumeArchetypeStorageNode, vtkMRMLVolumeNode, vtkSegment, vtkSegmentation)
+                   vtkMRMLLabelMapVolumeNode, vtkMRMLNode, vtkMRMLScalarVolumeNode,
+                   vtkMRMLScriptedModuleNode, vtkMRMLSegmentationStorageNode, vtkMRMLSubjectHierarchyNode,
+                   vtkMRMLVolumeArchetypeStorageNode, vtkMRMLVolumeNode)
+from .mrml_scene import vtkMRMLScene
+from .mrml_segmentation import (vtkMRMLSegmentationNode, vtkMRMLSegmentEditorNode,  # noqa: F401
+                                vtkMRMLTableNode, vtkSegment, vtkSegmentation)
 
 mrmlScene = vtkMRMLScene()
 
