@@ -159,3 +159,14 @@ def test_allnet_demo_case_only_builds_the_case_and_reports_its_folder(tmp_path):
     names = {p.name for p in caseDir.iterdir()}
     assert {"T1W.nii.gz", "T2W.nii.gz", "FLAIR.nii.gz"} <= names
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case"]  # nothing segmented
+
+
+def test_load_sample_can_be_cancelled_like_a_segmentation(panel):
+    w = panel.panel
+    w.ui.loadSampleButton.emit("clicked(bool)", False)
+    assert w.ui.applyButton.text == "Cancel" and not w.ui.inputsCollapsibleButton.enabled
+    w.ui.applyButton.emit("clicked(bool)", False)  # Cancel
+    runEventLoopUntil(lambda: w.ui.applyButton.text == "Segment lesions", timeout=30)
+    assert w.ui.statusLabel.text == "Cancelled." and slicer.util.calls["errorDisplay"] == []
+    assert w._parameterNode.t1Volume is None and slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") == []
+    assert w.ui.inputsCollapsibleButton.enabled
