@@ -163,6 +163,8 @@ class SegmentationLogic:
         if result is not None:
             result.reportPath = self.finishWorkFolder(outcome.outputDir or pending["outputDir"],
                                                       pending["flair"].GetName())
+        elif outcome.cancelled:  # nothing to diagnose
+            self.removeWorkFolder(pending["outputDir"])
         else:  # kept for diagnosis; the panel prints where
             outcome.keptFolder = str(Path(pending["outputDir"]).parent)
         self.finished(result, outcome)
@@ -176,7 +178,9 @@ class SegmentationLogic:
             except Exception as error:
                 logging.exception("ALLNet: loading the sample case failed")
                 outcome.errorMessage = f"The sample case could not be loaded: {error}"
-        if nodes is None:
+        if nodes is None and outcome.cancelled:
+            shutil.rmtree(pending["caseParent"], ignore_errors=True)
+        elif nodes is None:
             outcome.keptFolder = str(pending["caseParent"])
         self.sampleFinished(nodes, outcome)
 

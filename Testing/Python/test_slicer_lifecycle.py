@@ -3,8 +3,10 @@ module, File > Close Scene, Show 3D on a fresh segmentation, and the input selec
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -124,6 +126,8 @@ def test_close_scene_during_a_run_cancels_it(panel, tmp_path):
     runEventLoopUntil(lambda: not w.logic.isRunning() and w.ui.applyButton.text == "Segment lesions", timeout=15)
     assert w.ui.statusLabel.text == "Cancelled." and w.lesionTableNode is None
     assert slicer.util.getNodesByClass("vtkMRMLSegmentationNode") == []
+    args = json.loads(panel.scriptPath.with_suffix(".args.json").read_text())
+    assert not Path(args[args.index("-o") + 1]).parent.exists()  # a cancelled run leaves no folder
 
 
 # -- 4. Show 3D --------------------------------------------------------------------------------
