@@ -60,7 +60,10 @@ brain, accurate to a few mm; they are not a substitute for a subject's own parce
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -174,10 +177,54 @@ def template_ventricles() -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
     return box, core, search
 
 
+def cache_file() -> Path:
+    """Where the regions are kept between processes: the user cache folder
+    (``$XDG_CACHE_HOME`` or ``~/.cache``) / allnet / a name keyed by this module's source and
+    the template package's version, so a change of rules or template never reads stale masks."""
+    from importlib.metadata import version  # not ``import nilearn``: that takes seconds
+
+    key = hashlib.sha256(Path(__file__).read_bytes() + version("nilearn").encode()).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "allnet" / f"template_regions_{key}.npz"
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path) as stored:
+            regions = {name: np.unpackbits(stored[name], count=int(np.prod(WORKING_SHAPE_KJI)))
+                       .reshape(WORKING_SHAPE_KJI).astype(bool) for name in REGION_NAMES}
+    except (OSError, KeyError, ValueError):
+        return None
+    return regions
+
+
+def _write_cache(path: Path, regions: dict[str, np.ndarray]) -> None:
+    from .atomic import atomic_file
+
+    try:
+        with atomic_file(path) as tmp:
+            np.savez_compressed(tmp, **{name: np.packbits(mask.ravel()) for name, mask in regions.items()})
+    except OSError:
+        pass  # a read-only home folder only costs the rebuild (~3 s) in the next process
+
+
 @lru_cache(maxsize=1)
 def template_regions() -> dict[str, np.ndarray]:
     """All regions of ``REGION_NAMES`` (bool KJI arrays on the working grid, read-only),
-    built from the template by the rules of the module doc. Cached per process."""
+    built from the template by the rules of the module doc. Cached per process and on disk
+    (``cache_file``; rebuilt when missing or unreadable)."""
+    path = cache_file()
+    regions = _read_cache(path)
+    if regions is None:
+        regions = build_template_regions()
+        _write_cache(path, regions)
+    for array in regions.values():
+        array.setflags(write=False)
+    return regions
+
+
+def build_template_regions() -> dict[str, np.ndarray]:
+    """The regions computed from the template (no cache), bool KJI arrays on the working grid."""
     import SimpleITK as sitk
 
     from .templates import load_template
@@ -255,8 +302,6 @@ def template_regions() -> dict[str, np.ndarray]:
         "choroid_plexus": choroid,
         "infratentorial": infratentorial,
     }
-    for array in regions.values():
-        array.setflags(write=False)
     return regions
 
 

@@ -86,3 +86,19 @@ def test_landmarks(regions, point, name):
 @pytest.mark.parametrize("point", [(-10, -18, 8), (-26, 2, 2), (15, -85, 5), (-28, -22, -14), (0, -20, 20)])
 def test_supratentorial_landmarks_are_not_infratentorial(regions, point):
     assert not _at(regions["infratentorial"], *point)
+
+
+def test_disk_cache_round_trip_and_rebuild(regions, tmp_path, monkeypatch):
+    from allnet import regions as module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = module.cache_file()
+    assert path.parent == tmp_path / "allnet" and path.suffix == ".npz"
+    module._write_cache(path, regions)
+    loaded = module._read_cache(path)
+    assert set(loaded) == set(REGION_NAMES)
+    assert all(np.array_equal(loaded[name], regions[name]) for name in REGION_NAMES)
+    path.write_bytes(b"not an npz file")
+    assert module._read_cache(path) is None  # a damaged cache is rebuilt, not trusted
+    rebuilt = module.build_template_regions()  # deterministic: the same masks again
+    assert all(np.array_equal(rebuilt[name], regions[name]) for name in REGION_NAMES)
