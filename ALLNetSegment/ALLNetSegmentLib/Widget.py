@@ -77,6 +77,8 @@ class Widget(VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.deviceInfoLabel.text = NOT_PROBED_TEXT
+        if not self.ui.advancedCollapsibleButton.collapsed:  # shown open: ask once the panel is up
+            qt.QTimer.singleShot(0, lambda: self.onAdvancedCollapsed(False))
         self._setRunning(False)
         self.initializeParameterNode()
 
