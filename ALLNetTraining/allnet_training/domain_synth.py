@@ -177,18 +177,20 @@ class DomainSynth:
         return {b.subject_id for b in self.brains} | {m.subject_id for m in self.maps}
 
     # -- sampling ---------------------------------------------------------------------
-    def render(self, region: tuple[int, int, int], lesion_p: float,
-               rng: np.random.Generator) -> SynthRegion:
-        """One synthetic region of ``region`` voxels (module doc)."""
+    def render(self, region: tuple[int, int, int], lesion_p: float, rng: np.random.Generator,
+               centre: tuple[int, int, int] | None = None) -> SynthRegion:
+        """One synthetic region of ``region`` voxels (module doc), centred on a lesion voxel
+        with probability ``lesion_p``, else on a brain voxel, or on ``centre`` (k, j, i)."""
         cfg = self.cfg
         brain = self.brains[int(rng.integers(len(self.brains)))]
         lmap = self.maps[int(rng.integers(len(self.maps)))]
         shape = np.array(brain.labels.shape)
         shift = np.round(rng.uniform(-1, 1, 3) * cfg.lesion_shift_mm).astype(int)
         pool = lmap.idx if rng.random() < lesion_p else brain.brain_idx
-        centre = np.array(np.unravel_index(pool[int(rng.integers(pool.size))], brain.labels.shape))
+        drawn = np.array(np.unravel_index(pool[int(rng.integers(pool.size))], brain.labels.shape))
         if pool is lmap.idx:
-            centre = centre + shift
+            drawn = drawn + shift
+        centre = drawn if centre is None else np.array(centre)
         reg = np.array(region)
         start = np.clip(centre - reg // 2, 0, shape - reg)
         box = tuple(slice(int(a), int(a) + n) for a, n in zip(start, region))

@@ -100,3 +100,37 @@ def contrast_example(case: CachedCase, path: str | Path, seeds: tuple[int, ...] 
     fig.suptitle(f"{case.case_id}, axial slice k={k}: tissue-contrast augmentation", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
+
+
+def domain_synth_figure(synth, cases: list[CachedCase], path: str | Path, *, n_synthetic: int = 4,
+                        k: int = 98, seed: int = 0) -> None:
+    """Axial slice ``k`` (working grid) of real scans (top rows) and of synthetic images
+    rendered by ``synth`` (``domain_synth.DomainSynth``) around the same slice (bottom rows):
+    FLAIR, T1W, T2W, the lesion map. Grey scale -3..6 normalised units throughout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"real: {c.case_id}", c.images.astype(np.float32)[:, k], c.mask[k], c.present)
+            for c in cases]
+    shape = cases[0].brain.shape
+    for index in range(n_synthetic):
+        rng = np.random.default_rng(seed + index)
+        region = synth.render((9, shape[1], shape[2]), 0.0, rng, centre=(k, shape[1] // 2, shape[2] // 2))
+        rows.append((f"synthetic {index + 1}", region.images[:, 4], region.lesion[4], region.present))
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.3 * len(rows)))
+    for r, (title, images, lesion, present) in enumerate(rows):
+        for c, name in enumerate(MODALITIES):
+            ax = axes[r, c]
+            ax.imshow(np.flipud(images[MODALITIES.index(name)]), cmap="gray", vmin=-3, vmax=6)
+            ax.set_title(f"{title} {NAMES[name]}" if name in present else f"{title}: no {NAMES[name]}",
+                         fontsize=7)
+            ax.axis("off")
+        axes[r, 3].imshow(np.flipud(lesion), cmap="magma", vmin=0, vmax=1)
+        axes[r, 3].set_title("lesion map", fontsize=7)
+        axes[r, 3].axis("off")
+    fig.tight_layout()
+    with atomic_file(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
