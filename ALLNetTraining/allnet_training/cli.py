@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model file")
     p.add_argument("--dev-data", type=Path, required=True, help="the development data folder (../shared/data)")
     p.add_argument("--out", type=Path, required=True, help="folder for audit_native.json/.md")
+    p.add_argument("--cache", type=Path, default=Path(DEFAULT_CACHE),
+                   help="folder for the preprocessed native scans (reused across models)")
     p = sub.add_parser("export", help="combine single-member model files into one fp16 bundle")
     p.add_argument("models", type=Path, nargs="+", help="model files (model.pt of each seed)")
     p.add_argument("--out", type=Path, required=True, help="bundle file to write")
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             from .labelmaps import native_studies
             from .stress import run_native_audit
 
-            run_native_audit(args.model, native_studies(args.dev_data), args.out)
+            run_native_audit(args.model, native_studies(args.dev_data), args.out, cache_dir=args.cache)
             print((args.out / "audit_native.md").read_text())
             return 0
         if args.command == "prepare":

@@ -182,8 +182,26 @@ def native_case(study) -> CachedCase:
                       anatomy.tissue.astype(np.uint8), tuple(m for m in MODALITIES if m in pre.images))
 
 
+def cached_native_case(study, cache_dir: str | Path | None) -> CachedCase:
+    """:func:`native_case`, kept in ``<cache_dir>/native/`` (keyed like the brain sources:
+    input files, not core code) so that auditing several models preprocesses each scan once."""
+    from .cache import load_cached, save_cached
+    from .labelmaps import _key
+
+    if cache_dir is None:
+        return native_case(study)
+    paths = [p for p in (study.t1, study.flair, study.t2) if p is not None]
+    path = Path(cache_dir) / "native" / f"{study.brain_id}-{_key(paths)}.npz"
+    if path.is_file():
+        return load_cached(path)
+    case = native_case(study)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_cached(case, path)
+    return case
+
+
 def run_native_audit(model_path: str | Path, studies: list, out_dir: str | Path, *,
-                     log=print) -> list[dict]:
+                     cache_dir: str | Path | None = None, log=print) -> list[dict]:
     """False-positive audit of a model on native scans (whole pipeline on the working grid);
     writes ``audit_native.json``/``.md`` in ``out_dir``."""
     from allnet.regions import template_regions
@@ -192,7 +210,7 @@ def run_native_audit(model_path: str | Path, studies: list, out_dir: str | Path,
     bundle = load_model_file(model_path)
     rows = []
     for study in studies:
-        mask = final_mask(bundle, native_case(study))
+        mask = final_mask(bundle, cached_native_case(study, cache_dir))
         row = {"case": study.brain_id, "pred_ml": float(mask.sum()) / 1000.0,
                **{f"fp_{k}_ml": v for k, v in audit_volumes(mask, regions).items()}}
         rows.append(row)
