@@ -1,4 +1,4 @@
-"""The ``allnet`` command: segment, demo, evaluate, info.
+"""The ``allnet`` command: segment, longitudinal, demo, evaluate, info.
 
 Exit codes (allnet.errors): 0 ok, 1 internal error, 2 bad input, 3 registration failed,
 4 model problem, 5 resources, 6 batch finished with failed cases, 130 cancelled.
@@ -139,6 +139,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_longitudinal(args: argparse.Namespace) -> int:
+    from .longitudinal_pipeline import run_longitudinal
+    from .outputs import check_output_location
+
+    options = _options(args).validate()
+    check_output_location(args.output)
+    result = run_longitudinal(args.baseline_flair, args.followup_flair,
+                              baseline_t1=args.baseline_t1, followup_t1=args.followup_t1,
+                              baseline_t2=args.baseline_t2, followup_t2=args.followup_t2,
+                              output_dir=args.output, options=options, progress=_progress(args))
+    if args.progress == "json":
+        print(RESULT_PREFIX + json.dumps({"output_dir": str(result.output_dir),
+                                          "summary": str(result.files.get("summary", ""))}), flush=True)
+    else:
+        counts = result.summary["counts"]
+        print(", ".join(f"{n} {name}" for name, n in counts.items()) + " lesions")
+        for warning in result.summary.get("warnings", []):
+            print(f"note: {warning}", file=sys.stderr)
+        print(f"outputs in {result.output_dir}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import platform
 
@@ -187,6 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
                            "reported on the ALLNET-RESULT line")
     _add_run_options(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    lon = sub.add_parser("longitudinal", help="new, enlarging, stable, shrinking and resolved lesions "
+                                              "between two visits",
+                         description="Compare two visits of one person: both are segmented in one "
+                                     "space halfway between them and each lesion is classified by "
+                                     "written rules with the FLAIR change as evidence. Outputs are "
+                                     "on the follow-up FLAIR's grid. A FLAIR at both visits and a "
+                                     "T1W at one visit at least are needed.")
+    visits = lon.add_argument_group("inputs (files: .nii/.nii.gz/.nrrd/.mha, or DICOM series folders)")
+    visits.add_argument("--baseline-flair", required=True, help="FLAIR of the first visit")
+    visits.add_argument("--followup-flair", required=True, help="FLAIR of the later visit (outputs use its grid)")
+    visits.add_argument("--baseline-t1", help="T1W of the first visit")
+    visits.add_argument("--followup-t1", help="T1W of the later visit (one T1W is enough)")
+    visits.add_argument("--baseline-t2", help="T2W of the first visit (optional)")
+    visits.add_argument("--followup-t2", help="T2W of the later visit (optional)")
+    lon.add_argument("-o", "--output", required=True, help="output folder")
+    _add_run_options(lon)
+    lon.set_defaults(func=_cmd_longitudinal)
 
     from . import evaluate
     evaluate.register(sub)

@@ -118,6 +118,31 @@ EVALUATION_COMPARE_FILE = "metrics_compare.csv"
 EVALUATION_SUMMARY_FILE = "summary.json"
 EVALUATION_CURVES_FILE = "curves.png"
 
+# Longitudinal outputs (``allnet longitudinal``), all on the follow-up FLAIR's grid.
+# Change classes in the order of their label codes (1..5) in CHANGE_LABELS_FILE.
+CHANGE_CLASSES: tuple[str, ...] = ("new", "enlarging", "stable", "shrinking", "resolved")
+CHANGE_CODES: dict[str, int] = {name: code for code, name in enumerate(CHANGE_CLASSES, start=1)}
+CHANGE_COLORS_RGB: dict[str, tuple[float, float, float]] = {
+    "new": (0.90, 0.10, 0.10), "enlarging": (1.00, 0.55, 0.00), "stable": (0.94, 0.82, 0.10),
+    "shrinking": (0.30, 0.65, 1.00), "resolved": (0.55, 0.35, 0.85)}
+CHANGE_LABELS_FILE = "change_labels.nii.gz"        # uint8 CHANGE_CODES per lesion, 0 background
+NEW_ENLARGED_FILE = "new_enlarged_mask.nii.gz"     # uint8 0/1: new lesions + growth of enlarging ones
+BASELINE_LABELS_FILE = "baseline_lesion_labels.nii.gz"  # uint16 baseline lesion ids on this grid
+FOLLOWUP_LABELS_FILE = "followup_lesion_labels.nii.gz"  # uint16 follow-up lesion ids
+FLAIR_CHANGE_FILE = "flair_change.nii.gz"          # float32 follow-up - baseline FLAIR, z units
+CHANGE_SEGMENTATION_FILE = "changes.seg.nrrd"      # one named, coloured segment per class
+CHANGE_TABLE_FILE = "changes.csv"
+LONGITUDINAL_OUTPUT_FILES: dict[str, str] = {
+    "change_labels": CHANGE_LABELS_FILE,
+    "new_enlarged": NEW_ENLARGED_FILE,
+    "baseline_labels": BASELINE_LABELS_FILE,
+    "followup_labels": FOLLOWUP_LABELS_FILE,
+    "flair_change": FLAIR_CHANGE_FILE,
+    "segmentation": CHANGE_SEGMENTATION_FILE,
+    "table": CHANGE_TABLE_FILE,
+    "summary": SUMMARY_FILE,
+}
+
 # Image files the core reads by name (cohort folders, evaluation folders, the Slicer sample),
 # longest first so that ".nii.gz" wins over ".nii".
 IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -162,6 +187,26 @@ LESION_COLUMNS: tuple[Column, ...] = (
                              "inside the lesion (0-1); empty for models without a sphere head", "float"),
 )
 LESION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in LESION_COLUMNS)
+
+CHANGE_COLUMNS: tuple[Column, ...] = (
+    Column("id", "", "change number (drawing order); lesions of one class are consecutive", "int"),
+    Column("class", "", "new, enlarging, stable, shrinking or resolved (rules: docs/LONGITUDINAL.md)", "string"),
+    Column("volume_baseline_mm3", "mm3", "volume of the baseline lesion(s) it overlaps, on the follow-up grid", "float"),
+    Column("volume_followup_mm3", "mm3", "volume of the follow-up lesion", "float"),
+    Column("change_mm3", "mm3", "follow-up minus baseline volume", "float"),
+    Column("change_percent", "%", "change relative to the baseline volume (empty when it is 0)", "float"),
+    Column("flair_change_z", "z", "mean FLAIR change (follow-up - baseline, jointly normalised, robust SD "
+                                  "of the brain) over the voxels the rule looked at", "float"),
+    Column("confidence", "", "fraction of those voxels whose FLAIR change agrees with the class (0-1)", "float"),
+    Column("location", "", "location class of the drawn lesion (as in lesions.csv)", "string"),
+    Column("centroid_r_mm", "mm", "centre of mass, Right coordinate (RAS, follow-up FLAIR physical space)", "float"),
+    Column("centroid_a_mm", "mm", "centre of mass, Anterior coordinate (RAS)", "float"),
+    Column("centroid_s_mm", "mm", "centre of mass, Superior coordinate (RAS)", "float"),
+    Column("followup_lesion_id", "", "id in followup_lesion_labels.nii.gz (empty: none)", "int"),
+    Column("baseline_lesion_ids", "", "ids in baseline_lesion_labels.nii.gz, separated by ';'", "string"),
+    Column("rule", "", "the rule that decided the class, with its numbers", "string"),
+)
+CHANGE_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in CHANGE_COLUMNS)
 
 
 # -- run settings ------------------------------------------------------------------------------

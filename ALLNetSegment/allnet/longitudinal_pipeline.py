@@ -1,0 +1,313 @@
+"""Longitudinal mode: new, enlarging, stable, shrinking and resolved lesions between two visits.
+
+``run_longitudinal`` (the ``allnet longitudinal`` command and ``allnet.longitudinal``):
+
+1. inputs checked before any computation: a FLAIR at both visits, a T1W at one visit at
+   least (T2W optional), no file given twice (same path or same content), output location;
+2. both visits on ONE working grid halfway between them, intensities normalised jointly
+   (``allnet.preprocessing.pair``); one set of anatomy channels for the head;
+3. the model (``allnet.inference.predict``) on each visit, with the model's inference plan;
+4. both visits' votes, probabilities and FLAIRs resampled with the SAME transform onto the
+   follow-up FLAIR's grid; each visit's lesions by ``allnet.postprocess.postprocess``;
+5. lesion-wise change by the written rules of ``allnet.change`` (FLAIR change as evidence);
+6. files (``allnet.longitudinal_outputs``) written into a temporary folder and published
+   only when everything succeeded.
+
+All output images lie on the follow-up FLAIR's grid; centroids are RAS mm of its physical
+space.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__, change as change_rules
+from .anatomy import compute_anatomy
+from .contract import SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings
+from .errors import InputError
+from .grid import array_to_working_image
+from .inference import predict
+from .io import atomic_output_dir, read_image
+from .lesions import Lesion, lesion_table
+from .outputs import check_output_location
+from .pipeline import ImageInput, load_models, model_plan
+from .plan import resolve_plan
+from .postprocess import postprocess
+from .preprocessing import registration
+from .preprocessing.pair import VISIT_NAMES, VISITS, PairCase, VisitImages, preprocess_pair
+from .progress import Progress
+
+ROLE_NAMES = {"flair": "FLAIR", "t1": "T1W", "t2": "T2W"}
+
+
+@dataclass
+class LongitudinalResult:
+    """Everything one longitudinal run produced; images on the follow-up FLAIR's grid (LPS).
+
+    ``change_labels``: uint8 class codes (``allnet.contract.CHANGE_CODES``);
+    ``new_enlarged``: uint8 0/1; ``baseline_labels``/``followup_labels``: lesion ids of each
+    visit; ``flair_change``: float32 follow-up - baseline FLAIR (z units); ``changes``: one
+    entry per lesion, in the order of ``rows`` (``changes.csv``)."""
+
+    change_labels: sitk.Image
+    new_enlarged: sitk.Image
+    baseline_labels: sitk.Image
+    followup_labels: sitk.Image
+    flair_change: sitk.Image
+    changes: list[change_rules.LesionChange]
+    places: list[Lesion]
+    summary: dict
+    output_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------- input checks
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, or of a DICOM folder's files in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        with item.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_distinct_files(inputs: dict[str, ImageInput]) -> None:
+    """InputError naming both inputs when one file (same path, or identical bytes) is given
+    twice, e.g. the baseline FLAIR again as the follow-up FLAIR. Missing files are left to
+    the reader (it names them)."""
+    seen: dict[tuple, str] = {}
+    for label, value in inputs.items():
+        if value is None or isinstance(value, sitk.Image):
+            continue
+        path = Path(value)
+        if not path.exists():
+            continue
+        keys = [("path", os.path.realpath(path))]
+        if path.is_file() or path.is_dir():
+            keys.append(("content", path.stat().st_size if path.is_file() else -1, _digest(path)))
+        for key in keys:
+            if key in seen:
+                raise InputError(value, f"is given as the {label} and again as the {seen[key]} "
+                                        f"({'the same file' if key[0] == 'path' else 'identical content'}); "
+                                        "each visit needs its own images")
+            seen[key] = label
+
+
+def _check_images_differ(baseline: sitk.Image, followup: sitk.Image, names: tuple[str, str]) -> None:
+    """The two FLAIRs, once read, must not be one image (a copy under another name or format)."""
+    if (baseline.GetSize() == followup.GetSize()
+            and np.allclose(baseline.GetOrigin(), followup.GetOrigin())
+            and np.allclose(baseline.GetSpacing(), followup.GetSpacing())
+            and np.array_equal(sitk.GetArrayViewFromImage(baseline), sitk.GetArrayViewFromImage(followup))):
+        raise InputError(names[1], f"holds the same image as the baseline FLAIR {names[0]}; "
+                                   "give the follow-up visit's FLAIR")
+
+
+def _read_visit(visit: str, flair: ImageInput, t1: ImageInput | None, t2: ImageInput | None) -> VisitImages:
+    images: dict[str, sitk.Image | None] = {}
+    names: dict[str, str] = {}
+    for role, value in (("flair", flair), ("t1", t1), ("t2", t2)):
+        if value is None:
+            images[role] = None
+        elif isinstance(value, sitk.Image):
+            images[role], names[role] = sitk.Cast(value, sitk.sitkFloat32), f"<{visit} {role} image>"
+        else:
+            images[role], names[role] = read_image(value, role), str(value)
+    return VisitImages(flair=images["flair"], t1=images["t1"], t2=images["t2"], names=names)
+
+
+# ----------------------------------------------------------------- the run
+def _to_followup(array: np.ndarray, case: PairCase, interpolator: int, pixel_type: int) -> sitk.Image:
+    """A working-grid KJI array on the follow-up FLAIR's grid (one interpolation; both visits
+    take this same transform)."""
+    followup_to_working = registration.invert(case.working_to_flair["followup"])
+    return sitk.Resample(array_to_working_image(array), case.flair_native["followup"],
+                         followup_to_working, interpolator, 0.0, pixel_type)
+
+
+def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
+                     baseline_t1: ImageInput | None = None, followup_t1: ImageInput | None = None,
+                     baseline_t2: ImageInput | None = None, followup_t2: ImageInput | None = None,
+                     output_dir: str | Path | None = None, options: RunSettings | None = None,
+                     progress: Progress | None = None) -> LongitudinalResult:
+    """Classify lesion changes between two visits; write the files to ``output_dir`` when
+    given (see the module docstring). Inputs are file paths, DICOM folders or SimpleITK
+    images. Raises InputError (exit 2) for bad inputs, visits of different people, the same
+    file twice, visits too far apart to register; ModelError, RegistrationError as ``segment``.
+    """
+    settings = (options or RunSettings()).validate()
+    if settings.preprocessed:
+        raise InputError(None, "longitudinal mode needs the native scans of both visits "
+                               "(--preprocessed is not supported)")
+    if baseline_flair is None or followup_flair is None:
+        raise InputError(None, "longitudinal mode needs a FLAIR at both visits "
+                               "(--baseline-flair and --followup-flair)")
+    if baseline_t1 is None and followup_t1 is None:
+        raise InputError(None, "longitudinal mode needs a T1W at one visit at least "
+                               "(--baseline-t1 or --followup-t1)")
+    check_distinct_files({"baseline FLAIR": baseline_flair, "follow-up FLAIR": followup_flair,
+                          "baseline T1W": baseline_t1, "follow-up T1W": followup_t1,
+                          "baseline T2W": baseline_t2, "follow-up T2W": followup_t2})
+    if output_dir is not None:
+        check_output_location(output_dir)
+    progress = progress or Progress()
+    started = time.perf_counter()
+
+    progress.stage("loading model", message="loading model")
+    bundle, model_paths = load_models(settings.model)
+    resolved = resolve_plan(model_plan(bundle), settings)
+    progress.stage("reading inputs", message="reading and checking both visits")
+    visits = {"baseline": _read_visit("baseline", baseline_flair, baseline_t1, baseline_t2),
+              "followup": _read_visit("followup", followup_flair, followup_t1, followup_t2)}
+    _check_images_differ(visits["baseline"].flair, visits["followup"].flair,
+                         (visits["baseline"].names.get("flair", "baseline FLAIR"),
+                          visits["followup"].names.get("flair", "follow-up FLAIR")))
+
+    case = preprocess_pair(visits["baseline"], visits["followup"], device=settings.device,
+                           progress=progress, fraction_span=(0.03, 0.55),
+                           allow_mismatch=settings.allow_mismatch)
+    progress.stage("anatomy", message="tissue segmentation and anatomy maps (one head, both visits)")
+    anatomy = compute_anatomy(case.t1_for_anatomy, case.brain_mask)
+
+    predictions = {}
+    for index, visit in enumerate(VISITS):
+        progress.stage("network", 0.62 + 0.14 * index, f"running the model on the {VISIT_NAMES[visit]} visit")
+        stack = np.stack([case.images[visit].get(m, np.zeros_like(case.images[visit]["flair"]))
+                          for m in bundle.config.modalities]).astype(np.float32)
+        predictions[visit] = predict(bundle, stack, anatomy.channels, case.brain_mask,
+                                     device=settings.device, ensemble=settings.ensemble,
+                                     tta=settings.tta, threshold=resolved.plan.threshold,
+                                     modalities_present=case.modalities_present[visit])
+
+    progress.stage("lesion analysis", message="lesions of both visits on the follow-up grid; change rules")
+    labels = {}
+    for visit in VISITS:
+        prediction = predictions[visit]
+        vote = _to_followup(prediction.mask.astype(np.float32), case, sitk.sitkLinear, sitk.sitkFloat32)
+        score = (None if prediction.sphere_probability is None else
+                 _to_followup(prediction.sphere_probability, case, sitk.sitkLinear, sitk.sitkFloat32))
+        labels[visit] = postprocess(vote, resolved.plan, score).labels
+    flairs = {v: _to_followup(case.images[v]["flair"], case, sitk.sitkLinear, sitk.sitkFloat32) for v in VISITS}
+    flair_change = sitk.Subtract(flairs["followup"], flairs["baseline"])
+    reference = case.flair_native["followup"]
+    voxel_mm3 = float(np.prod(reference.GetSpacing()))
+    result = change_rules.classify_changes(sitk.GetArrayViewFromImage(labels["baseline"]),
+                                           sitk.GetArrayViewFromImage(labels["followup"]),
+                                           sitk.GetArrayViewFromImage(flair_change), voxel_mm3)
+    zones = _to_followup(anatomy.zones, case, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
+    changes = _ordered(result.changes)
+    places = _places(changes, reference, zones)
+
+    images = {"change_labels": _image(result.class_map, reference),
+              "new_enlarged": _image(result.new_enlarged, reference)}
+    summary = _summary(settings, model_paths, bundle, resolved, visits, case, changes, voxel_mm3,
+                       sitk.GetArrayViewFromImage(labels["baseline"]),
+                       sitk.GetArrayViewFromImage(labels["followup"]), result.new_enlarged)
+    outcome = LongitudinalResult(change_labels=images["change_labels"], new_enlarged=images["new_enlarged"],
+                                 baseline_labels=labels["baseline"], followup_labels=labels["followup"],
+                                 flair_change=flair_change, changes=changes, places=places, summary=summary)
+    if output_dir is not None:
+        from .longitudinal_outputs import write_longitudinal_files
+
+        progress.stage("writing", message=f"writing outputs to {output_dir}")
+        output_dir = Path(output_dir)
+        with atomic_output_dir(output_dir) as tmp:
+            files = write_longitudinal_files(Path(tmp), outcome)
+            _finish(progress, summary, started, case)
+            summary[SUMMARY_OUTPUTS_KEY] = files
+            from .outputs import write_summary
+            write_summary(Path(tmp), summary)
+        outcome.output_dir = output_dir
+        outcome.files = {key: output_dir / name for key, name in files.items()}
+    else:
+        _finish(progress, summary, started, case)
+    return outcome
+
+
+def _image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.CopyInformation(reference)
+    return image
+
+
+_CLASS_ORDER = {name: i for i, name in enumerate(("new", "enlarging", "shrinking", "resolved", "stable"))}
+
+
+def _ordered(changes: list[change_rules.LesionChange]) -> list[change_rules.LesionChange]:
+    """Changes first (new, enlarging, shrinking, resolved), then stable; larger first."""
+    return sorted(changes, key=lambda c: (_CLASS_ORDER[c.change_class],
+                                          -max(c.volume_followup_mm3, c.volume_baseline_mm3),
+                                          c.followup_id or 0, c.baseline_ids))
+
+
+def _places(changes: list[change_rules.LesionChange], reference: sitk.Image, zones: sitk.Image) -> list[Lesion]:
+    """Centroid (RAS) and location class of each drawn lesion, by ``allnet.lesions.lesion_table``
+    on an id image (regions are disjoint: follow-up lesions, and baseline lesions no
+    follow-up lesion touches)."""
+    ids = np.zeros(reference.GetSize()[::-1], dtype=np.uint32)
+    for number, item in enumerate(changes, start=1):
+        ids[item.box][item.region] = number
+    table = {lesion.id: lesion for lesion in lesion_table(_image(ids, reference), None, zones)}
+    return [table[number] for number in range(1, len(changes) + 1)]
+
+
+def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, visits: dict,
+             case: PairCase, changes: list, voxel_mm3: float, baseline_ids: np.ndarray,
+             followup_ids: np.ndarray, new_enlarged: np.ndarray) -> dict:
+    """summary.json content (timings and the output list are added when known)."""
+    from .pipeline import _model_meta
+
+    return {
+        "allnet_version": __version__,
+        "mode": "longitudinal",
+        "model": {"files": model_paths, "members": len(bundle.members), **_model_meta(bundle)},
+        "inputs": {visit: visits[visit].names for visit in VISITS},
+        "modalities_present": case.modalities_present,
+        "t1_source": case.t1_source,
+        "settings": asdict(settings) | {"model": model_paths},
+        SUMMARY_PLAN_KEY: resolved.to_dict(),
+        "rules": {"change_min_z": change_rules.CHANGE_MIN_Z,
+                  "enlarge_min_fraction": change_rules.ENLARGE_MIN_FRACTION,
+                  "change_min_mm3": change_rules.CHANGE_MIN_MM3,
+                  "jitter_voxels": change_rules.JITTER_VOXELS},
+        "counts": change_rules.counts(changes),
+        "totals": {"baseline_volume_ml": float(np.count_nonzero(baseline_ids)) * voxel_mm3 / 1000.0,
+                   "followup_volume_ml": float(np.count_nonzero(followup_ids)) * voxel_mm3 / 1000.0,
+                   "baseline_lesions": int(len(np.unique(baseline_ids)) - 1),
+                   "followup_lesions": int(len(np.unique(followup_ids)) - 1),
+                   "new_enlarged_volume_ml": float(np.count_nonzero(new_enlarged)) * voxel_mm3 / 1000.0},
+        "qc": case.qc,
+        "platform": {"python": platform.python_version(), "machine": platform.machine()},
+        "warnings": case.warnings,
+        "coordinate_system": "outputs on the follow-up FLAIR grid; centroids in RAS mm of its physical space",
+    }
+
+
+def _finish(progress: Progress, summary: dict, started: float, case: PairCase) -> None:
+    counts = summary["counts"]
+    progress.finish(f"{counts['new']} new, {counts['enlarging']} enlarging lesions")
+    timings = dict(progress.timings, total=time.perf_counter() - started)
+    summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    summary["preprocessing_timings_s"] = {k: round(v, 3) for k, v in case.timings.items()}
+
+
+def longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
+                 baseline_t1: ImageInput | None = None, followup_t1: ImageInput | None = None,
+                 baseline_t2: ImageInput | None = None, followup_t2: ImageInput | None = None,
+                 output_dir: str | Path | None = None, progress: Progress | None = None,
+                 **options) -> LongitudinalResult:
+    """Python API: ``allnet.longitudinal(baseline_flair, followup_flair, baseline_t1=...,
+    followup_t1=..., output_dir=..., **settings)``; the keyword settings are the fields of
+    ``allnet.contract.RunSettings``."""
+    return run_longitudinal(baseline_flair, followup_flair, baseline_t1=baseline_t1,
+                            followup_t1=followup_t1, baseline_t2=baseline_t2, followup_t2=followup_t2,
+                            output_dir=output_dir, options=RunSettings(**options), progress=progress)
