@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from . import __version__
 from . import report_figures as figures
 from .atomic import atomic_file
-from .contract import DIS_AREAS, DIS_LABEL
+from .contract import DIS_AREAS, DIS_LABEL, REPORT_FILE
 from .lesions import Lesion
 
 MAX_TABLE_ROWS = 200  # longer tables are cut (lesions.csv has every row)
@@ -233,6 +233,19 @@ class CohortCase:
     totals: dict = field(default_factory=dict)
     error: str = ""
     report: Path | None = None
+
+
+def cohort_cases(outcomes: list, output_dir: str | Path) -> list[CohortCase]:
+    """:class:`CohortCase` list from a batch's outcomes (objects with ``case_id``, ``status``,
+    ``totals`` and ``error``, as ``allnet.cases.CaseOutcome``); a finished case's report is
+    ``output_dir/<case_id>/report.html`` when it exists. Resumed cases count as segmented."""
+    cases = []
+    for outcome in outcomes:
+        ok = outcome.status in ("ok", "resumed")
+        report = Path(output_dir) / outcome.case_id / REPORT_FILE
+        cases.append(CohortCase(outcome.case_id, "ok" if ok else "failed", dict(outcome.totals or {}),
+                                outcome.error, report if ok and report.is_file() else None))
+    return cases
 
 
 def render_cohort_report(cases: list[CohortCase], folder: Path) -> str:

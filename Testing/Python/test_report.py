@@ -16,7 +16,8 @@ import SimpleITK as sitk
 from allnet.contract import DIS_LABEL
 from allnet.grid import array_to_working_image, mni_ras_coordinates
 from allnet.lesions import lesion_table, lesion_totals
-from allnet.report import CohortCase, ReportData, least_confident, write_cohort_report, write_report
+from allnet.report import (CohortCase, ReportData, cohort_cases, least_confident, write_cohort_report,
+                           write_report)
 
 IMG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
 
@@ -115,6 +116,20 @@ def test_cohort_report_links_thumbnails_and_failures(report, tmp_path):
     assert len(IMG.findall(text)) == 2  # the lesion-load plot and case_a's thumbnail
     assert "case_c" in text and "T1.nii.gz: image is constant" in text
     assert "3 cases: 2 segmented, 1 failed" in text
+
+
+def test_cohort_cases_from_batch_outcomes(report, tmp_path):
+    from allnet.cases import CaseOutcome
+
+    path, data = report
+    (tmp_path / "a").mkdir()
+    shutil.copy(path, tmp_path / "a" / "report.html")
+    outcomes = [CaseOutcome("a", "ok", 1.0, totals=data.summary["totals"]),
+                CaseOutcome("b", "failed", 0.5, error="no FLAIR image found", exit_code=2)]
+    cases = cohort_cases(outcomes, tmp_path)
+    assert [(c.name, c.status, c.report) for c in cases] == [("a", "ok", tmp_path / "a" / "report.html"),
+                                                             ("b", "failed", None)]
+    assert cases[1].error == "no FLAIR image found"
 
 
 def _chromium() -> str | None:
