@@ -103,6 +103,7 @@ def registration_edges(flair: np.ndarray, moving: np.ndarray, brain_mask: np.nda
     figure = _dark_figure(9.0, 3.4)
     axes = _axes_row(figure, 3, [f"{moving_name} edges on FLAIR: axial", "coronal", "sagittal"])
     low, high = _window(flair, brain)
+    flair = np.where(brain, flair, low)  # normalised images are 0 outside: show it black
     m_low, m_high = _window(moving, brain)
     scaled = np.clip((moving - m_low) / (m_high - m_low), 0, 1)
     for ax, f_slice, m_slice in zip(axes, _working_views(flair, centre, box),
@@ -147,6 +148,7 @@ def lesion_overview(flair: np.ndarray, mask: np.ndarray, brain_mask: np.ndarray,
     figure = _dark_figure(1.6 * n, 2.2)
     axes = _axes_row(figure, n, [f"z = {k - 72} mm" for k in chosen])  # MNI z of slice k
     low, high = _window(flair, brain_mask > 0)
+    flair = np.where(brain_mask > 0, flair, low)
     for ax, k in zip(axes, chosen):
         ax.imshow(flair[k, bj, bi], cmap="gray", vmin=low, vmax=high, origin="lower",
                   interpolation="nearest")
