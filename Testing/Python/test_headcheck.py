@@ -118,3 +118,30 @@ def test_every_native_visit_passes(shared_data, patient, study):
         match = headcheck.measure_native(images["flair"], images[role], transform, t1_mask, flair_to_t1, role)
         assert match.same_head, match
         assert match.brain_inside_fov > 0.9
+
+
+@pytest.fixture()
+def tiny_model(tmp_path: Path) -> Path:
+    from allnet.model import ModelConfig, random_bundle, save_model_file
+
+    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, max_channels=8, head_channels=4,
+                                       head_mlp=(4,)), n=1)
+    path = tmp_path / "tiny.pt"
+    save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
+    return path
+
+
+@pytest.mark.realdata
+def test_cli_refuses_another_persons_t1w_with_exit_2_and_no_output(shared_data, tiny_model, tmp_path):
+    import subprocess
+    import sys
+
+    mni = shared_data / "lesjak2018" / "mni"
+    t1, flair = mni / "patient19" / "T1.nii.gz", mni / "patient07" / "FLAIR.nii.gz"
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "allnet", "segment", "--t1", str(t1), "--flair", str(flair),
+                           "--preprocessed", "--model", str(tiny_model), "-o", str(out), "--progress", "none"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert str(t1) in proc.stderr and str(flair) in proc.stderr and "same head" in proc.stderr
+    assert not out.exists()
