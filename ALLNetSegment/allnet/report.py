@@ -174,9 +174,13 @@ def _totals_section(totals: dict) -> str:
 
 
 def _software_section(summary: dict) -> str:
-    import matplotlib
-    import scipy
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)  # metadata only: importing torch would take seconds
+        except PackageNotFoundError:
+            return "not installed"
 
     model = summary.get("model") or {}
     rows = [["ALLNet", summary.get("allnet_version", __version__)],
@@ -185,9 +189,9 @@ def _software_section(summary: dict) -> str:
                       f"{', trained' if model.get('trained') else ', NOT trained'})"],
             ["model files", ", ".join(model.get("files") or [])],
             ["device", summary.get("device", "")],
-            ["Python", platform.python_version()], ["numpy", np.__version__], ["scipy", scipy.__version__],
-            ["SimpleITK", sitk.Version_VersionString()], ["torch", torch.__version__],
-            ["matplotlib", matplotlib.__version__]]
+            ["Python", platform.python_version()], ["numpy", np.__version__],
+            ["SimpleITK", sitk.Version_VersionString()],
+            *([package, installed(package)] for package in ("scipy", "torch", "deepbet", "matplotlib"))]
     timings = summary.get("timings_s") or {}
     timing_rows = [[name, _fmt(seconds, 1)] for name, seconds in timings.items()]
     return ("<h2>Model and software</h2>" + _table(["", "version"], rows, 2)
