@@ -1,4 +1,6 @@
-"""Finding a case's T1W/T2W/FLAIR inputs by name, and batch runs over a cohort folder.
+"""Finding a case's T1W/T2W/FLAIR inputs by name, and batch runs: the one loop over cases
+(:func:`run_cases`, on any ``concurrent.futures.Executor``: this process, or a Dask cluster
+from ``allnet.cluster``) and the cohort-folder run with merged tables (:func:`run_cohort`).
 
 Naming rule: a file or DICOM folder name is split into alphanumeric tokens; the LAST token
 that names a modality decides its role (so ``P14_T2_T1.nii.gz``, visit T2, is a T1W image).
@@ -10,15 +12,19 @@ reference masks, never inputs.
 from __future__ import annotations
 
 import csv
+import json
 import re
+import resource
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_file
-from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, IMAGE_SUFFIXES, LESION_COLUMN_NAMES,
-                       strip_image_suffix)
+from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, EXIT_BAD_INPUT, EXIT_INTERNAL,
+                       EXIT_RESOURCES, IMAGE_SUFFIXES, LESION_COLUMN_NAMES, SUMMARY_FILE,
+                       SUMMARY_OUTPUTS_KEY, strip_image_suffix)
 from .errors import AllnetError, InputError
 
 _MODALITY_TOKENS = {
@@ -65,56 +71,211 @@ def find_inputs(folder: str | Path) -> dict[str, Path]:
     return {role: paths[0] for role, paths in found.items()}
 
 
+@dataclass(frozen=True)
+class Case:
+    """One unit of a batch run: its inputs by role and where its outputs go.
+
+    ``done_marker`` is the file a finished case has (its summary, written last and
+    atomically), so ``--resume`` skips the case when it exists. ``problem`` is an input problem
+    found while discovering the case: the case then fails without running.
+    """
+
+    case_id: str
+    inputs: dict[str, Path]
+    output_dir: Path
+    done_marker: Path
+    problem: str = ""
+    problem_exit_code: int = EXIT_BAD_INPUT
+
+
 @dataclass
 class CaseOutcome:
     """Result of one case of a batch run."""
 
     case_id: str
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "resumed" (finished by an earlier run, skipped)
     seconds: float
     totals: dict = field(default_factory=dict)
     error: str = ""
     exit_code: int = 0
+    summary: Path | None = None        # the case's summary file (ok and resumed cases)
+    peak_rss_mib: float | None = None  # peak resident memory of the process that ran it, MiB
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in ("ok", "resumed")
 
 
-def run_cohort(cases_dir: str | Path, output_dir: str | Path, run_case: Callable,
-               on_case: Callable[[int, int, str], None] | None = None) -> list[CaseOutcome]:
-    """Segment every sub-folder of ``cases_dir`` into ``output_dir/<case>``; keep going past failures.
+RunCase = Callable[[dict[str, Path], Path], object]
 
-    ``run_case(inputs: dict[str, Path], case_output_dir: Path)`` runs one case and returns its
-    SegmentationResult. Writes ``lesions_all.csv`` (every lesion, with a ``case`` column) and
-    ``cohort_summary.csv`` (one row per case with status and error) into ``output_dir``.
+
+def run_case_guarded(run_case: RunCase, case: Case) -> CaseOutcome:
+    """Run one case where the executor put it (this process or a worker) and never raise:
+    a batch must survive one broken case. The case counts as finished only when its
+    ``done_marker`` exists afterwards."""
+    start = time.perf_counter()
+    try:
+        run_case(case.inputs, case.output_dir)
+        if not case.done_marker.is_file():
+            raise InputError(case.output_dir, f"the run finished without writing {case.done_marker.name}")
+        outcome = _finished(case, "ok")
+    except AllnetError as error:
+        outcome = CaseOutcome(case.case_id, "failed", 0.0, error=str(error), exit_code=error.exit_code)
+    except Exception as error:  # noqa: BLE001 - one broken case must not stop the others
+        outcome = CaseOutcome(case.case_id, "failed", 0.0, error=f"internal error: {error!r}",
+                              exit_code=EXIT_INTERNAL)
+    outcome.seconds = time.perf_counter() - start
+    outcome.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    return outcome
+
+
+def _finished(case: Case, status: str) -> CaseOutcome:
+    """Outcome of a case whose summary exists (totals and time read from it)."""
+    summary = json.loads(case.done_marker.read_text(encoding="utf-8"))
+    seconds = float((summary.get("timings_s") or {}).get("total", 0.0))
+    return CaseOutcome(case.case_id, status, seconds, totals=summary.get("totals") or {},
+                       summary=case.done_marker)
+
+
+def _earlier_outcome(case: Case) -> CaseOutcome | None:
+    """The outcome of a case an earlier run finished, or None (no summary, or unreadable:
+    the case is run again)."""
+    if not case.done_marker.is_file():
+        return None
+    try:
+        return _finished(case, "resumed")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once in this process (the Python API's default, and tests)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # noqa: BLE001 - delivered through the future like any executor
+            future.set_exception(error)
+        return future
+
+
+def run_cases(cases: list[Case], run_case: RunCase, *, executor: Executor | None = None,
+              resume: bool = False,
+              on_done: Callable[[int, int, CaseOutcome], None] | None = None) -> list[CaseOutcome]:
+    """Run every case on ``executor`` (one case per task) and return the outcomes in the
+    order of ``cases``.
+
+    ``run_case(inputs, case_output_dir)`` must be picklable when the executor runs cases in
+    other processes (a module-level function or an instance of a module-level class). A case
+    that raises, or whose worker dies (killed, out of memory), is a failed outcome; the
+    others go on. With ``resume``, cases whose ``done_marker`` exists are not run again.
+    ``on_done(finished_count, total, outcome)`` is called as each case ends.
     """
+    executor = executor or InlineExecutor()
+    outcomes: dict[str, CaseOutcome] = {}
+    total = len(cases)
+
+    def record(outcome: CaseOutcome) -> None:
+        outcomes[outcome.case_id] = outcome
+        if on_done is not None:
+            on_done(len(outcomes), total, outcome)
+
+    to_run: list[Case] = []
+    for case in cases:
+        if case.problem:
+            record(CaseOutcome(case.case_id, "failed", 0.0, error=case.problem,
+                               exit_code=case.problem_exit_code))
+        elif resume and (earlier := _earlier_outcome(case)) is not None:
+            record(earlier)
+        else:
+            to_run.append(case)
+    # An executor may cap the cases handed out at once (a local cluster: one per worker, so
+    # that a worker killed mid-case holds no other, queued case that would fail with it).
+    limit = getattr(executor, "max_in_flight", None) or len(to_run)
+    waiting = list(reversed(to_run))
+    running: dict[Future, Case] = {}
+    while waiting or running:
+        while waiting and len(running) < limit:
+            case = waiting.pop()
+            running[executor.submit(run_case_guarded, run_case, case)] = case
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            case = running.pop(future)
+            try:
+                record(future.result())
+            except Exception as error:  # noqa: BLE001 - the worker died or the engine lost the task
+                record(CaseOutcome(case.case_id, "failed", 0.0, exit_code=EXIT_RESOURCES,
+                                   error=f"the worker running this case stopped (killed, or out "
+                                         f"of memory?): {type(error).__name__}: {error}"))
+    return [outcomes[case.case_id] for case in cases]
+
+
+class SegmentCase:
+    """``run_case`` that runs the pipeline with fixed settings, silently (progress is
+    reported per case by the batch); picklable, so it travels to Dask workers."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+
+    def __call__(self, inputs: dict[str, Path], output_dir: Path) -> None:
+        from .pipeline import run_pipeline
+
+        run_pipeline(inputs["t1"], inputs["flair"], inputs.get("t2"), output_dir, self.settings)
+
+
+def cohort_cases(cases_dir: str | Path, output_dir: str | Path) -> list[Case]:
+    """One case per sub-folder of ``cases_dir`` (inputs found by name), output in
+    ``output_dir/<sub-folder name>``; a folder whose inputs cannot be found is a case with a
+    ``problem``."""
     cases_dir, output_dir = Path(cases_dir), Path(output_dir)
     if not cases_dir.is_dir():
         raise InputError(cases_dir, "cohort folder does not exist")
     case_dirs = sorted(p for p in cases_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not case_dirs:
         raise InputError(cases_dir, "cohort folder has no case sub-folders")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    outcomes: list[CaseOutcome] = []
-    lesion_rows: list[dict] = []
-    for index, case_dir in enumerate(case_dirs):
-        if on_case is not None:
-            on_case(index, len(case_dirs), case_dir.name)
-        start = time.perf_counter()
+    cases = []
+    for case_dir in case_dirs:
+        out = output_dir / case_dir.name
         try:
-            result = run_case(find_inputs(case_dir), output_dir / case_dir.name)
+            cases.append(Case(case_dir.name, find_inputs(case_dir), out, out / SUMMARY_FILE))
         except AllnetError as error:
-            outcomes.append(CaseOutcome(case_dir.name, "failed", time.perf_counter() - start,
-                                        error=str(error), exit_code=error.exit_code))
-            continue
-        except Exception as error:  # noqa: BLE001 - a batch must survive one broken case
-            outcomes.append(CaseOutcome(case_dir.name, "failed", time.perf_counter() - start,
-                                        error=f"internal error: {error!r}", exit_code=1))
-            continue
-        from .lesions import table_rows
-        lesion_rows += [{"case": case_dir.name} | row for row in table_rows(result.lesions)]
-        outcomes.append(CaseOutcome(case_dir.name, "ok", time.perf_counter() - start,
-                                    totals=result.totals))
-    _write_csv(output_dir / COHORT_LESIONS_FILE, lesion_rows, ["case", *LESION_COLUMN_NAMES])
-    _write_csv(output_dir / COHORT_SUMMARY_FILE, [_summary_row(o) for o in outcomes], COHORT_SUMMARY_COLUMNS)
+            cases.append(Case(case_dir.name, {}, out, out / SUMMARY_FILE, problem=str(error),
+                              problem_exit_code=error.exit_code))
+    return cases
+
+
+def run_cohort(cases_dir: str | Path, output_dir: str | Path, run_case: RunCase,
+               on_done: Callable[[int, int, CaseOutcome], None] | None = None, *,
+               executor: Executor | None = None, resume: bool = False) -> list[CaseOutcome]:
+    """Segment every sub-folder of ``cases_dir`` into ``output_dir/<case>``; keep going past failures.
+
+    ``run_case(inputs: dict[str, Path], case_output_dir: Path)`` runs one case and writes its
+    outputs with a ``summary.json`` listing them (see :func:`run_cases` for the executor,
+    ``resume`` and ``on_done``). Writes ``lesions_all.csv`` (every lesion of the finished
+    cases, read from their ``lesions.csv``, with a ``case`` column) and ``cohort_summary.csv``
+    (one row per case with status and error) into ``output_dir``.
+    """
+    cases = cohort_cases(cases_dir, output_dir)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    outcomes = run_cases(cases, run_case, executor=executor, resume=resume, on_done=on_done)
+    lesion_rows: list[dict] = []
+    for outcome in outcomes:
+        if outcome.succeeded and outcome.summary is not None:
+            lesion_rows += [{"case": outcome.case_id} | row for row in case_table_rows(outcome.summary)]
+    _write_csv(Path(output_dir) / COHORT_LESIONS_FILE, lesion_rows, ["case", *LESION_COLUMN_NAMES])
+    _write_csv(Path(output_dir) / COHORT_SUMMARY_FILE, [_summary_row(o) for o in outcomes],
+               COHORT_SUMMARY_COLUMNS)
     return outcomes
+
+
+def case_table_rows(summary_path: Path) -> list[dict]:
+    """The lesion table of a finished run, found through its summary's ``outputs`` list
+    (``lesions.csv`` or a BIDS ``.tsv``; the delimiter follows the file ending)."""
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    table = summary_path.parent / summary[SUMMARY_OUTPUTS_KEY]["table"]
+    with table.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t" if table.suffix == ".tsv" else ","))
 
 
 COHORT_SUMMARY_COLUMNS = ("case", "status", "lesion_count", "total_volume_ml", "seconds", "error")
@@ -128,9 +289,11 @@ def _summary_row(outcome: CaseOutcome) -> dict:
             "seconds": round(outcome.seconds, 1), "error": outcome.error}
 
 
-def _write_csv(path: Path, rows: list[dict], columns: list[str] | tuple[str, ...]) -> None:
+def _write_csv(path: Path, rows: list[dict], columns: list[str] | tuple[str, ...],
+               delimiter: str = ",") -> None:
     """Write rows atomically (temp file, then rename) with a fixed header (also when empty)."""
     with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer = csv.DictWriter(handle, fieldnames=list(columns), delimiter=delimiter,
+                                lineterminator="\n" if delimiter == "\t" else "\r\n")
         writer.writeheader()
         writer.writerows(rows)

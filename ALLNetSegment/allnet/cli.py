@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, ERROR_PREFIX, EXIT_BAD_INPUT,
-                       EXIT_BATCH_FAILURES, EXIT_CANCELLED,
+                       EXIT_CANCELLED,
                        EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, RESULT_PREFIX, SUMMARY_PLAN_KEY,
                        RunSettings,
                        SettingError, add_arguments)
@@ -91,24 +91,17 @@ def _report_result(args: argparse.Namespace, result) -> None:
 
 
 def _run_cohort(args: argparse.Namespace, options) -> int:
-    from .cases import run_cohort
-    from .pipeline import run_pipeline
+    from .batch_cli import batch_executor, print_outcome, report_failures
+    from .cases import SegmentCase, run_cohort
 
-    def run_case(inputs: dict, case_out: Path):
-        return run_pipeline(inputs["t1"], inputs["flair"], inputs.get("t2"), case_out, options,
-                            _progress(args))
-
-    def on_case(index: int, total: int, case_id: str) -> None:
-        print(f"case {index + 1}/{total}: {case_id}", file=sys.stderr, flush=True)
-
-    outcomes = run_cohort(args.cohort, args.output, run_case, on_case)
-    failed = [o for o in outcomes if o.status != "ok"]
-    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} cases segmented; "
+    with batch_executor(args, options) as executor:
+        outcomes = run_cohort(args.cohort, args.output, SegmentCase(options), print_outcome,
+                              executor=executor, resume=args.resume)
+    ok = sum(o.succeeded for o in outcomes)
+    print(f"{ok} of {len(outcomes)} cases segmented; "
           f"tables: {Path(args.output) / COHORT_LESIONS_FILE}, {Path(args.output) / COHORT_SUMMARY_FILE}",
           file=sys.stderr)
-    for outcome in failed:
-        print(f"FAILED {outcome.case_id}: {outcome.error}", file=sys.stderr)
-    return EXIT_BATCH_FAILURES if failed else EXIT_OK
+    return report_failures(outcomes)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -197,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="batch: one sub-folder per case, inputs found by name (t1/t2/flair)")
     seg.add_argument("-o", "--output", required=True, help="output folder")
     _add_run_options(seg)
+    from .batch_cli import add_batch_options, register as register_bids
+    add_batch_options(seg)
     seg.set_defaults(func=_cmd_segment)
 
     demo = sub.add_parser("demo", help="build a synthetic case with known lesions and segment it",
@@ -230,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import evaluate
     evaluate.register(sub)
+    register_bids(sub)
 
     info = sub.add_parser("info", help="versions, devices and the bundled model")
     info.set_defaults(func=_cmd_info)

@@ -107,6 +107,28 @@ COHORT_LESIONS_FILE = "lesions_all.csv"
 COHORT_SUMMARY_FILE = "cohort_summary.csv"
 COHORT_REPORT_FILE = "cohort_report.html"
 
+# BIDS-Derivatives outputs (``allnet bids``): summary.json["outputs"] key -> (entities after
+# the session's own sub/ses entities, suffix, extension) of the file's BIDS name. "space-orig":
+# the input FLAIR's own grid. Files that the BIDS specification has no suffix for (Slicer
+# segmentation, lesion table, summary, QC report) keep BIDS-style names and are listed in
+# the derivative dataset's .bidsignore (BIDS_IGNORED).
+BIDS_OUTPUTS: dict[str, tuple[dict[str, str], str, str]] = {
+    "mask": ({"space": "orig", "desc": "lesion"}, "mask", ".nii.gz"),
+    "probability": ({"space": "orig", "label": "lesion"}, "probseg", ".nii.gz"),
+    "labels": ({"space": "orig", "desc": "lesion"}, "dseg", ".nii.gz"),
+    "zones": ({"space": "orig", "desc": "zones"}, "dseg", ".nii.gz"),
+    "segmentation": ({"space": "orig", "desc": "lesion"}, "dseg", ".seg.nrrd"),
+    "table": ({"space": "orig", "desc": "lesion"}, "lesions", ".tsv"),
+    "report": ({"desc": "lesion"}, "report", ".html"),
+    "summary": ({"desc": "lesion"}, "summary", ".json"),
+}
+BIDS_IGNORED: tuple[str, ...] = ("*.seg.nrrd", "*_lesions.tsv", "*_lesions.json", "*_report.html",
+                                 "*_summary.json", "group_*")
+BIDS_GROUP_LESIONS_FILE = "group_desc-lesion_lesions.tsv"     # every lesion of every session
+BIDS_GROUP_SESSIONS_FILE = "group_desc-lesion_sessions.tsv"   # one row per session
+BIDS_PIPELINE_NAME = "ALLNet"
+BIDS_SPEC_VERSION = "1.10.0"
+
 # McDonald 2017 dissemination-in-space areas of the brain, as location classes of lesions.csv
 # (the fourth area, the spinal cord, is not imaged). Shown as a count that supports a reader.
 DIS_AREAS: tuple[str, ...] = ("periventricular", "juxtacortical", "infratentorial")
@@ -187,6 +209,25 @@ LESION_COLUMNS: tuple[Column, ...] = (
                              "inside the lesion (0-1); empty for models without a sphere head", "float"),
 )
 LESION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in LESION_COLUMNS)
+
+# One row per session of ``allnet bids ... group`` (BIDS_GROUP_SESSIONS_FILE); the group
+# lesion table (BIDS_GROUP_LESIONS_FILE) is participant_id, session_id, then LESION_COLUMNS.
+BIDS_SESSION_COLUMNS: tuple[Column, ...] = (
+    Column("participant_id", "", "participant (sub-<label>)", "string"),
+    Column("session_id", "", "session (ses-<label>; n/a in a dataset without sessions)", "string"),
+    Column("status", "", "ok: segmented; missing: no finished derivatives for this session "
+                         "(see note)", "string"),
+    Column("lesion_count", "", "number of lesions", "int"),
+    Column("total_volume_ml", "mL", "total lesion volume", "float"),
+    Column("dis_areas_with_lesions", "", "McDonald 2017 dissemination-in-space areas "
+                                         "(periventricular, juxtacortical, infratentorial) with a "
+                                         "lesion, 0-3 (supports a reader; not a diagnosis)", "int"),
+    Column("modalities", "", "inputs used, separated by '+' (t1, t2, flair)", "string"),
+    Column("model", "", "model name and version", "string"),
+    Column("seconds", "s", "run time of the session", "float"),
+    Column("note", "", "warnings of the run, or why the session has no derivatives", "string"),
+)
+BIDS_SESSION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in BIDS_SESSION_COLUMNS)
 
 CHANGE_COLUMNS: tuple[Column, ...] = (
     Column("id", "", "change number (drawing order); lesions of one class are consecutive", "int"),

@@ -10,6 +10,7 @@ import platform
 import time
 import warnings as py_warnings
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,10 @@ class SegmentationResult:
 def load_models(model: list[str] | str | None) -> tuple[ModelBundle, list[str]]:
     """Load the model file(s); several files are pooled into one ensemble.
 
-    Raises ModelError when no model is given and none is bundled, or when the files'
-    configurations differ.
+    The loaded ensemble is kept per process (keyed on each file's path, size and
+    modification time), so a worker that runs many cases of a cohort reads its model once;
+    a rewritten file is read again. Raises ModelError when no model is given and none is
+    bundled, or when the files' configurations differ.
     """
     paths = [model] if isinstance(model, (str, Path)) else list(model or [])
     if not paths:
@@ -65,6 +68,24 @@ def load_models(model: list[str] | str | None) -> tuple[ModelBundle, list[str]]:
                 "no trained model is bundled with this version of ALLNet; pass a model file "
                 "with --model (train one with allnet-train)")
         paths = [str(bundled)]
+    stamps = []
+    for path in paths:
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return _load_models_uncached(tuple(str(p) for p in paths))  # raises the named error
+        stamps.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
+    bundle = _load_models_cached(tuple(str(p) for p in paths), tuple(stamps))
+    return bundle, [str(p) for p in paths]
+
+
+@lru_cache(maxsize=2)
+def _load_models_cached(paths: tuple[str, ...], stamps: tuple) -> ModelBundle:
+    """``stamps`` (path, size, mtime per file) only keys the cache."""
+    return _load_models_uncached(paths)[0]
+
+
+def _load_models_uncached(paths: tuple[str, ...]) -> tuple[ModelBundle, list[str]]:
     bundles = [load_model_file(p) for p in paths]
     first = bundles[0]
     for path, other in zip(paths[1:], bundles[1:]):

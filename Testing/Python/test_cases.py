@@ -1,8 +1,8 @@
 """Input discovery by name and the cohort batch runner."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -51,11 +51,16 @@ def test_cohort_keeps_going_past_a_failed_case(tmp_path: Path) -> None:
     _touch(tmp_path / "cases" / "late", "T1.nii.gz", "FLAIR.nii.gz")
     from allnet.lesions import Lesion
 
-    def run_case(inputs, out):
+    from allnet.lesions import write_lesions_csv
+
+    def run_case(inputs, out):  # writes what a run writes: the table and the summary listing it
         lesion = Lesion(id=1, voxel_count=10, volume_mm3=10.0, centroid_ras=(1.0, 2.0, 3.0),
                         bbox=((0, 0, 0), (1, 1, 1)), mean_probability=0.9, max_probability=1.0,
                         location="deep white matter")
-        return SimpleNamespace(lesions=[lesion], totals={"count": 1, "total_volume_ml": 0.01})
+        write_lesions_csv([lesion], out / "lesions.csv")
+        (out / "summary.json").write_text(json.dumps({
+            "totals": {"count": 1, "total_volume_ml": 0.01}, "timings_s": {"total": 2.0},
+            "outputs": {"table": "lesions.csv", "summary": "summary.json"}}))
 
     outcomes = run_cohort(tmp_path / "cases", tmp_path / "out", run_case)
     assert [(o.case_id, o.status) for o in outcomes] == [("bad", "failed"), ("good", "ok"), ("late", "ok")]
