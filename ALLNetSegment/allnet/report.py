@@ -100,11 +100,14 @@ def _registration_section(data: ReportData) -> str:
     parts = ["<h2>Registration and one-head check</h2>"]
     head = (data.summary.get("qc") or {}).get("head_check")
     if head:
-        rows = [[role.upper(), _fmt(v.get("brain_dice"), 3), _fmt(v.get("edge_correlation"), 3),
-                 "yes" if v.get("same_head") else "NO"] for role, v in head.items()]
-        parts.append(_table(["image vs FLAIR", "brain mask Dice", "edge correlation", "same head"], rows))
-        parts.append('<p class="note">Measured after the rigid registration to the FLAIR, in FLAIR '
-                     "space; limits in docs/ARCHITECTURE.md (one-head check).</p>")
+        rows = [[{"t1": "T1W", "t2": "T2W"}.get(role, role), _fmt(v.get("edge_correlation"), 3),
+                 _fmt(v.get("limit"), 2), _fmt(v.get("nmi"), 3), "yes" if v.get("same_head") else "NO"]
+                for role, v in head.items()]
+        parts.append(_table(["image vs FLAIR", "edge correlation", "same-head limit",
+                             "normalised mutual information", "same head"], rows))
+        parts.append('<p class="note">Correlation of the image edges with the FLAIR edges inside the '
+                     "brain after registration: the same head lines up edge for edge (measured 0.59-0.82 "
+                     "on matched scans), another person's head only in its outline (0.31-0.43).</p>")
     images, brain = data.working_images, data.brain_mask
     if brain is not None and "flair" in images:
         for role, name in (("t1", "T1W"), ("t2", "T2W")):

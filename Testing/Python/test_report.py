@@ -42,7 +42,7 @@ def _report_data() -> ReportData:
         "warnings": ["T2W not given: segmented from T1W and FLAIR only"],
         "model": {"name": "tiny", "version": "2", "members": 1, "members_used": 1, "trained": False,
                   "files": ["/models/tiny.pt"]},
-        "qc": {"head_check": {"t1": {"edge_correlation": 0.81, "nmi": 1.08, "same_head": True}}},
+        "qc": {"head_check": {"t1": {"edge_correlation": 0.81, "nmi": 1.08, "limit": 0.5, "same_head": True}}},
         "timings_s": {"preprocessing": 10.0, "network": 5.0, "total": 16.5}, "device": "cpu",
     }
     return ReportData(summary=summary, lesions=lesions, flair=flair_image, labels=labels,
