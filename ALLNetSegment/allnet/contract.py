@@ -162,6 +162,7 @@ LONGITUDINAL_OUTPUT_FILES: dict[str, str] = {
     "flair_change": FLAIR_CHANGE_FILE,
     "segmentation": CHANGE_SEGMENTATION_FILE,
     "table": CHANGE_TABLE_FILE,
+    "report": REPORT_FILE,  # only when written (not with --no-report)
     "summary": SUMMARY_FILE,
 }
 

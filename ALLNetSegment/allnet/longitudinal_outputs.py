@@ -5,8 +5,8 @@ Names and columns come from ``allnet.contract`` (``LONGITUDINAL_OUTPUT_FILES``,
 ``new_enlarged_mask.nii.gz`` (uint8 0/1), ``baseline_lesion_labels.nii.gz`` and
 ``followup_lesion_labels.nii.gz`` (uint16 lesion ids of each visit), ``flair_change.nii.gz``
 (float32, follow-up - baseline FLAIR in z units), ``changes.seg.nrrd`` (one named, coloured
-segment per class, with the MS-lesion terminology) and ``changes.csv``; the caller adds
-``summary.json``. Every file is written under a temporary name and renamed.
+segment per class, with the MS-lesion terminology), ``changes.csv`` and, unless switched
+off, ``report.html`` (``allnet.longitudinal_report``); the caller adds ``summary.json``. Every file is written under a temporary name and renamed.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .atomic import atomic_file
 from .contract import (BASELINE_LABELS_FILE, CHANGE_CLASSES, CHANGE_CODES, CHANGE_COLORS_RGB,
                        CHANGE_COLUMN_NAMES, CHANGE_LABELS_FILE, CHANGE_SEGMENTATION_FILE,
                        CHANGE_TABLE_FILE, FLAIR_CHANGE_FILE, FOLLOWUP_LABELS_FILE,
-                       NEW_ENLARGED_FILE, SUMMARY_FILE)
+                       NEW_ENLARGED_FILE, REPORT_FILE, SUMMARY_FILE)
 from .io import write_image_atomic
 from .outputs import ijk_to_lps_matrix
 
@@ -74,9 +74,9 @@ def write_changes_csv(result, path: Path) -> None:
         writer.writerows(change_rows(result))
 
 
-def write_longitudinal_files(folder: Path, result) -> dict[str, str]:
-    """Write every file but ``summary.json`` into ``folder``; returns ``{key: file name}``
-    for ``summary.json["outputs"]`` (summary included)."""
+def write_longitudinal_files(folder: Path, result, report: bool = True) -> dict[str, str]:
+    """Write every file but ``summary.json`` into ``folder`` (``report.html`` when ``report``);
+    returns ``{key: file name}`` for ``summary.json["outputs"]`` (summary included)."""
     folder = Path(folder)
     write_image_atomic(sitk.Cast(result.change_labels, sitk.sitkUInt8), folder / CHANGE_LABELS_FILE)
     write_image_atomic(sitk.Cast(result.new_enlarged, sitk.sitkUInt8), folder / NEW_ENLARGED_FILE)
@@ -86,7 +86,11 @@ def write_longitudinal_files(folder: Path, result) -> dict[str, str]:
     with atomic_file(folder / CHANGE_SEGMENTATION_FILE) as tmp:
         write_change_segmentation(tmp, result.change_labels)
     write_changes_csv(result, folder / CHANGE_TABLE_FILE)
-    return {"change_labels": CHANGE_LABELS_FILE, "new_enlarged": NEW_ENLARGED_FILE,
+    written = {"report": REPORT_FILE} if report else {}
+    if report:
+        from .longitudinal_report import write_longitudinal_report
+        write_longitudinal_report(folder / REPORT_FILE, result, result.visit_flairs, result.change_ids)
+    return written | {"change_labels": CHANGE_LABELS_FILE, "new_enlarged": NEW_ENLARGED_FILE,
             "baseline_labels": BASELINE_LABELS_FILE, "followup_labels": FOLLOWUP_LABELS_FILE,
             "flair_change": FLAIR_CHANGE_FILE, "segmentation": CHANGE_SEGMENTATION_FILE,
             "table": CHANGE_TABLE_FILE, "summary": SUMMARY_FILE}

@@ -54,7 +54,9 @@ class LongitudinalResult:
     ``change_labels``: uint8 class codes (``allnet.contract.CHANGE_CODES``);
     ``new_enlarged``: uint8 0/1; ``baseline_labels``/``followup_labels``: lesion ids of each
     visit; ``flair_change``: float32 follow-up - baseline FLAIR (z units); ``changes``: one
-    entry per lesion, in the order of ``rows`` (``changes.csv``)."""
+    entry per lesion in the order of ``changes.csv``, ``places`` their centroids and
+    locations, ``change_ids`` the image of their numbers (1..N, that order);
+    ``visit_flairs``: both visits' jointly normalised FLAIRs on this grid."""
 
     change_labels: sitk.Image
     new_enlarged: sitk.Image
@@ -63,6 +65,8 @@ class LongitudinalResult:
     flair_change: sitk.Image
     changes: list[change_rules.LesionChange]
     places: list[Lesion]
+    change_ids: sitk.Image
+    visit_flairs: dict[str, sitk.Image]
     summary: dict
     output_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
@@ -205,7 +209,7 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
                                            sitk.GetArrayViewFromImage(flair_change), voxel_mm3)
     zones = _to_followup(anatomy.zones, case, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
     changes = _ordered(result.changes)
-    places = _places(changes, reference, zones)
+    places, change_ids = _places(changes, reference, zones)
 
     images = {"change_labels": _image(result.class_map, reference),
               "new_enlarged": _image(result.new_enlarged, reference)}
@@ -214,14 +218,15 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
                        sitk.GetArrayViewFromImage(labels["followup"]), result.new_enlarged)
     outcome = LongitudinalResult(change_labels=images["change_labels"], new_enlarged=images["new_enlarged"],
                                  baseline_labels=labels["baseline"], followup_labels=labels["followup"],
-                                 flair_change=flair_change, changes=changes, places=places, summary=summary)
+                                 flair_change=flair_change, changes=changes, places=places,
+                                 change_ids=change_ids, visit_flairs=flairs, summary=summary)
     if output_dir is not None:
         from .longitudinal_outputs import write_longitudinal_files
 
         progress.stage("writing", message=f"writing outputs to {output_dir}")
         output_dir = Path(output_dir)
         with atomic_output_dir(output_dir) as tmp:
-            files = write_longitudinal_files(Path(tmp), outcome)
+            files = write_longitudinal_files(Path(tmp), outcome, report=settings.report)
             _finish(progress, summary, started, case)
             summary[SUMMARY_OUTPUTS_KEY] = files
             from .outputs import write_summary
@@ -249,15 +254,17 @@ def _ordered(changes: list[change_rules.LesionChange]) -> list[change_rules.Lesi
                                           c.followup_id or 0, c.baseline_ids))
 
 
-def _places(changes: list[change_rules.LesionChange], reference: sitk.Image, zones: sitk.Image) -> list[Lesion]:
+def _places(changes: list[change_rules.LesionChange], reference: sitk.Image,
+            zones: sitk.Image) -> tuple[list[Lesion], sitk.Image]:
     """Centroid (RAS) and location class of each drawn lesion, by ``allnet.lesions.lesion_table``
-    on an id image (regions are disjoint: follow-up lesions, and baseline lesions no
-    follow-up lesion touches)."""
+    on the image of their numbers (returned too; regions are disjoint: follow-up lesions, and
+    baseline lesions no follow-up lesion touches)."""
     ids = np.zeros(reference.GetSize()[::-1], dtype=np.uint32)
     for number, item in enumerate(changes, start=1):
         ids[item.box][item.region] = number
-    table = {lesion.id: lesion for lesion in lesion_table(_image(ids, reference), None, zones)}
-    return [table[number] for number in range(1, len(changes) + 1)]
+    image = _image(ids, reference)
+    table = {lesion.id: lesion for lesion in lesion_table(image, None, zones)}
+    return [table[number] for number in range(1, len(changes) + 1)], image
 
 
 def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, visits: dict,

@@ -174,7 +174,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return path
 
 
-def _run(case, votes, model, out, monkeypatch):
+def _run(case, votes, model, out, monkeypatch, **settings):
     calls = iter(["baseline", "followup"])
 
     def fake_predict(bundle, images, anatomy, brain_mask, **kwargs) -> Prediction:
@@ -193,7 +193,7 @@ def _run(case, votes, model, out, monkeypatch):
               for seed, name in enumerate(("b_flair", "f_flair", "b_t1"))}
     return longitudinal.longitudinal(inputs["b_flair"], inputs["f_flair"], baseline_t1=inputs["b_t1"],
                                      output_dir=out, model=str(model), device="cpu",
-                                     min_lesion_mm3=0.0)
+                                     min_lesion_mm3=0.0, **settings)
 
 
 def test_whole_run_on_synthetic_visits(synthetic_pair, tiny_model, tmp_path, monkeypatch) -> None:
@@ -225,7 +225,11 @@ def test_whole_run_on_synthetic_visits(synthetic_pair, tiny_model, tmp_path, mon
     assert summary["t1_source"]["followup"] == "baseline"
     assert result.summary["counts"] == summary["counts"]
 
-    again = _run(case, votes, tiny_model, tmp_path / "again", monkeypatch)
+    page = (out / "report.html").read_text()
+    assert "ALLNet longitudinal report" in page and page.count("<img") == 2 * 3  # new, enlarging, resolved
+    again = _run(case, votes, tiny_model, tmp_path / "again", monkeypatch, report=False)
+    assert not (tmp_path / "again" / "report.html").exists()
+    assert "report" not in again.summary["outputs"]
     assert np.array_equal(sitk.GetArrayFromImage(again.change_labels), codes)
     assert (tmp_path / "again" / CHANGE_TABLE_FILE).read_bytes() == (out / CHANGE_TABLE_FILE).read_bytes()
 
