@@ -29,11 +29,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     from allnet.model import ModelConfig  # architecture defaults come from the core
 
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, logs, model)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (learning-rate steps at 50/70/90 %%)")
+    p.add_argument("--steps-per-epoch", type=int, default=50, help="optimizer steps per epoch")
     p.add_argument("--batch-size", type=int, default=2, help="global batch (split over DDP ranks)")
-    p.add_argument("--micro-batch", type=int, default=None, help="gradient-accumulation chunk size")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--micro-batch", type=int, default=None, help="gradient-accumulation chunk size (default: the whole batch at once)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--prior", type=float, default=0.01,
                    help="initial foreground probability of the heads' output bias (0 = PyTorch default)")
     p.add_argument("--crop", type=int, nargs=3, default=(48, 128, 128), metavar=("K", "J", "I"),
@@ -50,17 +50,21 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="folder with lesjak2018/native scans used as extra brains for --synthetic-ratio "
                         "(default: --dev-data)")
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
-    p.add_argument("--t2-dropout", type=float, default=0.3)
+    p.add_argument("--t2-dropout", type=float, default=0.3,
+                   help="probability a crop is trained without its T2W (so models run without T2W)")
     p.add_argument("--contrast-augment", action="store_true",
                    help="also vary grey-matter/CSF and lesion contrast per modality (see README)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
-    p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
-    p.add_argument("--depth", type=int, default=ModelConfig.depth)
-    p.add_argument("--head-channels", type=int, default=ModelConfig.head_channels)
-    p.add_argument("--no-anaconv", action="store_true")
-    p.add_argument("--no-sphere-head", action="store_true")
+    p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels,
+                   help="channels of the first U-Net level (doubling per level)")
+    p.add_argument("--depth", type=int, default=ModelConfig.depth, help="U-Net resolution levels")
+    p.add_argument("--head-channels", type=int, default=ModelConfig.head_channels,
+                   help="channels of the lesion and sphere heads")
+    p.add_argument("--no-anaconv", action="store_true", help="heads without the anatomy channels (ablation)")
+    p.add_argument("--no-sphere-head", action="store_true",
+                   help="no sphere head and no LesLoss (ablation; the model then gives no lesion scores)")
     p.add_argument("--loss-weights", type=float, nargs=3, default=(1.0, 1.0, 1.0),
-                   metavar=("BCE", "DICE", "LESLOSS"))
+                   metavar=("BCE", "DICE", "LESLOSS"), help="weights of BCE, soft Dice and LesLoss")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="CPU: forward pass under bfloat16 autocast; auto = bf16 where the CPU "
@@ -69,14 +73,35 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="keep NCDHW activations (default on CPU: NDHWC, faster)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="keep a model file every N epochs (learning curves)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: PyTorch's choice, usually all cores)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for log files)")
+
+
+DESCRIPTION = """Train, validate and export ALLNet models.
+
+Commands: prepare, train, crossval, ablation, stress, curve, audit, export, plan, sidecar.
+Cases come from a case-list CSV (--cases) or the development data (--dev-data ../shared/data);
+preprocessed tensors are cached in --cache. Several processes or GPUs:
+torchrun --nproc_per_node N -m allnet_training.cli train ..."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default after its help (unless the help already names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS
+                or "(default" in text or isinstance(action, argparse._HelpAction)):
+            return text
+        shown = " ".join(str(v) for v in default) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="allnet-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="allnet-train", description=DESCRIPTION,
+                                     formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="preprocess and cache the cases")
     _add_data_args(p)
@@ -103,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p = sub.add_parser("curve", help="learning curve: held-out DSC / L-F1 of every snapshot of a cross-validation")
     p.add_argument("--crossval", type=Path, required=True, help="cross-validation folder run with --snapshot-every")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="which member's snapshots (the seed it was trained with)")
     _add_data_args(p)
     p = sub.add_parser("audit", help="false-positive audit of a model on the native scans (normal-tissue regions)")
     p.add_argument("--model", type=Path, required=True, help="model file")
@@ -127,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="sidecar path (default: the model's name, .json)")
     p.add_argument("--relative-to", type=Path, nargs="*", default=[],
                    help="folders whose absolute paths the recorded command should not show")
+    for subparser in sub.choices.values():
+        subparser.formatter_class = _HelpFormatter
     return parser
 
 

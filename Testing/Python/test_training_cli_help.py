@@ -1,0 +1,27 @@
+"""``allnet-train --help``: every option of every command has a help text and shows its default;
+no source-code markup reaches the user."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from allnet_training.cli import build_parser
+
+PARSER = build_parser()
+COMMANDS = PARSER._subparsers._group_actions[0].choices
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_option_has_help_and_its_default(command: str) -> None:
+    parser = COMMANDS[command]
+    text = parser.format_help()
+    assert "``" not in text and "``" not in PARSER.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{command} {action.option_strings}: no help text"
+        has_default = not (action.default is None or action.default is False or action.required)
+        if has_default:
+            help_line = parser._get_formatter()._get_help_string(action)
+            assert "default" in help_line, f"{command} {action.option_strings}: default not shown"
