@@ -58,9 +58,13 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _table(header: list[str], rows: list[list], text_columns: int = 1) -> str:
+def _table(header: list[str], rows: list[list], text_columns: int | set[int] = 1) -> str:
+    """HTML table; ``text_columns``: the first n columns, or a set of column indices, are
+    left-aligned text (the others right-aligned numbers)."""
+    text = set(range(text_columns)) if isinstance(text_columns, int) else text_columns
+
     def cell(tag: str, value, index: int) -> str:
-        cls = ' class="t"' if index < text_columns else ""
+        cls = ' class="t"' if index in text else ""
         return f"<{tag}{cls}>{html.escape('' if value is None else str(value))}</{tag}>"
     head = "".join(cell("th", h, i) for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell("td", v, i) for i, v in enumerate(row)) + "</tr>" for row in rows)
@@ -160,7 +164,7 @@ def _lesion_table(lesions: list[Lesion]) -> str:
            if len(lesions) > MAX_TABLE_ROWS else "")
     return ("<h2>Lesion table</h2>"
             + _table(["id", "location", "volume (mm3)", "R (mm)", "A (mm)", "S (mm)", "confidence",
-                      "mean probability"], rows, 0) + cut)
+                      "mean probability"], rows, {1}) + cut)
 
 
 def _totals_section(totals: dict) -> str:
