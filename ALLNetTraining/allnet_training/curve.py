@@ -34,22 +34,28 @@ def snapshot_steps(folder: Path) -> list[tuple[int, Path]]:
 def run_curve(cases: list[CachedCase], crossval_dir: str | Path, seed: int = 0, *, log=print) -> list[dict]:
     """Score every snapshot of seed ``seed`` on its fold's held-out cases (module doc)."""
     root = Path(crossval_dir)
-    rows = []
+    previous = root / "curve.json"
+    # snapshots scored by an earlier call are kept, so the curve can grow while training runs
+    rows = json.loads(previous.read_text(encoding="utf-8"))["rows"] if previous.is_file() else []
+    done = {(r["case"], r["step"]) for r in rows}
     for subject in dict.fromkeys(c.subject_id for c in cases):
         for step, path in snapshot_steps(root / f"fold_{subject}" / f"seed{seed}" / "snapshots"):
+            todo = [c for c in cases if c.subject_id == subject and (c.case_id, step) not in done]
+            if not todo:
+                continue
             bundle = load_model_file(path)
-            for case in (c for c in cases if c.subject_id == subject):
+            for case in todo:
                 prediction = predict_cached(bundle, case)
                 metrics = score(prediction.mask, case, score_map=prediction.sphere_probability)
                 rows.append({"subject": subject, "case": case.case_id, "step": step,
                              "dsc": metrics.dsc, "lf1": metrics.lf1})
                 log(f"curve {case.case_id} step {step}: DSC {metrics.dsc:.3f} L-F1 {metrics.lf1:.3f}")
-    if rows:
-        _write(rows, root)
+                _write(rows, root)  # after every score: a stopped call loses nothing
     return rows
 
 
 def _write(rows: list[dict], out: Path) -> None:
+    rows = sorted(rows, key=lambda r: (r["subject"], r["case"], r["step"]))
     with atomic_file(out / "curve.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
