@@ -8,11 +8,14 @@ JSON sidecar (Description, Sources and SpatialReference: BIDS URIs of the raw in
 ``space-orig`` images are on the grid of the session's FLAIR). The lesion table becomes a
 TSV with a sidecar describing each column and unit (from ``LESION_COLUMNS``).
 
+Each participant-level outcome is logged in ``OUTPUT/logs/<session>.json`` (status, error).
 Group level: merges the sessions' lesion tables into one TSV and writes one row per
-session (status, totals, model), each with its column sidecar.
+session (status, totals, model; for a session without derivatives the logged error), each
+with its column sidecar.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -26,10 +29,9 @@ from .atomic import write_json_atomic, write_text_atomic
 from .bids_inputs import BidsSession, Selection, find_sessions
 from .bids_naming import build_name, parse_name
 from .cases import Case, CaseOutcome, _write_csv, case_table_rows, run_cases
-from .contract import (BIDS_GROUP_LESIONS_FILE, BIDS_GROUP_SESSIONS_FILE, BIDS_IGNORED, BIDS_OUTPUTS,
-                       BIDS_PIPELINE_NAME, BIDS_SESSION_COLUMNS, BIDS_SPEC_VERSION,
-                       LESION_COLUMNS, SUMMARY_OUTPUTS_KEY,
-                       Column, RunSettings)
+from .contract import (BIDS_GROUP_LESIONS_FILE, BIDS_GROUP_SESSIONS_FILE, BIDS_IGNORED, BIDS_LOGS_DIR,
+                       BIDS_OUTPUTS, BIDS_PIPELINE_NAME, BIDS_SESSION_COLUMNS, BIDS_SPEC_VERSION,
+                       LESION_COLUMNS, SUMMARY_OUTPUTS_KEY, Column, RunSettings)
 from .errors import InputError
 from .io import atomic_output_dir
 
@@ -87,6 +89,8 @@ class SessionRunner:
             self._publish(work, anat_dir, entities, inputs)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(OSError):  # a failed session leaves no empty folder
+                anat_dir.parent.rmdir()
 
     def _uri(self, path: Path) -> str:
         return f"bids:{RAW_LINK}:" + Path(path).resolve().relative_to(self.bids_dir).as_posix()
@@ -176,8 +180,16 @@ def participant(bids_dir: str | Path, output_dir: str | Path, settings: RunSetti
     write_dataset_files(output_dir, dataset_description(meta["name"], str(meta["version"]),
                                                         model_files, bids_dir))
     cases = [_case(output_dir, s) for s in sessions]
+
+    def log(done: int, total: int, outcome: CaseOutcome) -> None:
+        write_json_atomic(output_dir / BIDS_LOGS_DIR / f"{outcome.case_id}.json", {
+            "status": outcome.status, "error": outcome.error, "exit_code": outcome.exit_code,
+            "seconds": round(outcome.seconds, 1), "allnet_version": __version__})
+        if on_done is not None:
+            on_done(done, total, outcome)
+
     return run_cases(cases, SessionRunner(settings, bids_dir), executor=executor, resume=resume,
-                     on_done=on_done)
+                     on_done=log)
 
 
 def _case(output_dir: Path, session: BidsSession) -> Case:
@@ -201,8 +213,7 @@ def group(bids_dir: str | Path, output_dir: str | Path, *, participant_labels: l
         ids = {"participant_id": f"sub-{session.subject}",
                "session_id": f"ses-{session.session}" if session.session else None}
         if not case.done_marker.is_file():
-            note = session.problem or "not segmented (failed, or the participant level has not run)"
-            session_rows.append(ids | {"status": "missing", "note": note})
+            session_rows.append(ids | {"status": "missing", "note": _missing_note(output_dir, session)})
             continue
         summary = json.loads(case.done_marker.read_text(encoding="utf-8"))
         totals = summary.get("totals") or {}
@@ -222,3 +233,12 @@ def group(bids_dir: str | Path, output_dir: str | Path, *, participant_labels: l
     write_tsv(lesions_path, lesion_rows, [*id_columns, *LESION_COLUMNS])
     write_tsv(sessions_path, session_rows, BIDS_SESSION_COLUMNS)
     return lesions_path, sessions_path
+
+
+def _missing_note(output_dir: Path, session: BidsSession) -> str:
+    """Why a session has no derivatives: the error its last participant-level run logged."""
+    try:
+        logged = json.loads((output_dir / BIDS_LOGS_DIR / f"{session.case_id}.json").read_text())
+    except (OSError, ValueError):
+        return session.problem or "not segmented (the participant level has not run for it)"
+    return f"failed: {logged.get('error') or 'unknown error'}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-import resource
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -125,8 +125,20 @@ def run_case_guarded(run_case: RunCase, case: Case) -> CaseOutcome:
         outcome = CaseOutcome(case.case_id, "failed", 0.0, error=f"internal error: {error!r}",
                               exit_code=EXIT_INTERNAL)
     outcome.seconds = time.perf_counter() - start
-    outcome.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    outcome.peak_rss_mib = peak_rss_mib()
     return outcome
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process so far (MiB), or None where it is not known."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        import psutil
+        peak = getattr(psutil.Process().memory_info(), "peak_wset", None)  # Windows
+        return None if peak is None else peak / 2**20
+    scale = 2**20 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def _finished(case: Case, status: str) -> CaseOutcome:

@@ -122,8 +122,9 @@ BIDS_OUTPUTS: dict[str, tuple[dict[str, str], str, str]] = {
     "report": ({"desc": "lesion"}, "report", ".html"),
     "summary": ({"desc": "lesion"}, "summary", ".json"),
 }
+BIDS_LOGS_DIR = "logs"  # one JSON per session and participant-level run: status and error
 BIDS_IGNORED: tuple[str, ...] = ("*.seg.nrrd", "*_lesions.tsv", "*_lesions.json", "*_report.html",
-                                 "*_summary.json", "group_*")
+                                 "*_summary.json", "group_*", f"{BIDS_LOGS_DIR}/")
 BIDS_GROUP_LESIONS_FILE = "group_desc-lesion_lesions.tsv"     # every lesion of every session
 BIDS_GROUP_SESSIONS_FILE = "group_desc-lesion_sessions.tsv"   # one row per session
 BIDS_PIPELINE_NAME = "ALLNet"

@@ -82,12 +82,21 @@ def bids_run(tmp_path_factory, shared_data: Path) -> dict:
         participant = cli.main(["bids", str(dataset), str(out), "participant", "--workers", "2",
                                 "--select", "FLAIR:run-1", *common])
         group = cli.main(["bids", str(dataset), str(out), "group", "--select", "FLAIR:run-1"])
-    return {"dataset": dataset, "out": out, "codes": (refused, participant, group),
-            "stderr": stderr.getvalue()}
+    first_err = stderr.getvalue()
+    summaries = sorted(out.glob("sub-*/ses-*/anat/*_summary.json"))
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        resumed = cli.main(["bids", str(dataset), str(out), "participant", "--resume",
+                            "--select", "FLAIR:run-1", *common])
+    return {"dataset": dataset, "out": out, "codes": (refused, participant, group, resumed),
+            "stderr": first_err, "resume_stderr": stderr.getvalue(),
+            "rewritten": [p for p, t in zip(summaries, stamps) if p.stat().st_mtime_ns != t]}
 
 
 def test_exit_codes_and_messages(bids_run: dict) -> None:
-    assert bids_run["codes"] == (contract.EXIT_BAD_INPUT, contract.EXIT_BATCH_FAILURES, contract.EXIT_OK)
+    assert bids_run["codes"] == (contract.EXIT_BAD_INPUT, contract.EXIT_BATCH_FAILURES, contract.EXIT_OK,
+                                 contract.EXIT_BATCH_FAILURES)
     err = bids_run["stderr"]
     # Two FLAIR runs without --select: refused before any work, the candidates listed.
     assert "sub-01_ses-02_run-1_FLAIR.nii.gz, sub-01_ses-02_run-2_FLAIR.nii.gz" in err
@@ -95,6 +104,12 @@ def test_exit_codes_and_messages(bids_run: dict) -> None:
     # The truncated file fails its session, named; the others are segmented.
     assert "FAILED sub-02_ses-01:" in err and "sub-02_ses-01_FLAIR.nii.gz" in err
     assert "2 of 3 sessions segmented" in err
+
+
+def test_resume_skips_finished_sessions_and_reruns_the_failed_one(bids_run: dict) -> None:
+    err = bids_run["resume_stderr"]
+    assert "sub-01_ses-01: resumed" in err and "sub-01_ses-02: resumed" in err
+    assert "FAILED sub-02_ses-01:" in err and bids_run["rewritten"] == []
 
 
 def test_input_dataset_passes_the_validator(bids_run: dict) -> None:
@@ -111,7 +126,9 @@ def test_participant_level_writes_bids_derivatives_per_session(bids_run: dict) -
     assert description["DatasetType"] == "derivative"
     (generated,) = description["GeneratedBy"]
     assert generated["Name"] == "ALLNet" and generated["Version"] and "model tiny" in generated["Description"]
-    assert not (out / "sub-02").exists()  # the failed session left nothing
+    assert not (out / "sub-02" / "ses-01").exists()  # the failed session left nothing
+    logged = json.loads((out / contract.BIDS_LOGS_DIR / "sub-02_ses-01.json").read_text())
+    assert logged["status"] == "failed" and logged["exit_code"] == contract.EXIT_BAD_INPUT
     assert not list(out.rglob(".*work*")) and not list(out.rglob(".*tmp*"))
     for folder, prefix in (("sub-01/ses-01/anat", "sub-01_ses-01"), ("sub-01/ses-02/anat", "sub-01_ses-02")):
         anat = out / folder
@@ -144,6 +161,7 @@ def test_group_level_merges_tables_and_lists_every_session(bids_run: dict) -> No
         ("sub-01", "ses-01", "ok"), ("sub-01", "ses-02", "ok"), ("sub-02", "ses-01", "missing")]
     assert (sessions[0]["modalities"], sessions[1]["modalities"]) == ("t1+flair", "t1+flair+t2")
     assert "T2W not given" in sessions[0]["note"] and sessions[0]["model"].startswith("tiny")
+    assert sessions[2]["note"].startswith("failed: ") and "sub-02_ses-01_FLAIR.nii.gz" in sessions[2]["note"]
     lesions = _tsv(out / contract.BIDS_GROUP_LESIONS_FILE)
     for row in sessions[:2]:
         anat = out / row["participant_id"] / row["session_id"] / "anat"
