@@ -33,12 +33,15 @@ from contextlib import ExitStack, contextmanager
 
 from distributed import WorkerPlugin
 
+from .errors import InputError
+
 # Scheduler settings of a local cluster: a killed worker (typically out of memory) fails its
 # case at once, since retrying a case that was killed for its memory use would kill the next
 # worker too. Only one case per worker is handed out at a time (``max_in_flight``), so a
 # killed worker holds no other case. An existing scheduler keeps its own settings (Dask's
 # default retries a task on 3 workers), which also re-runs cases queued on a killed worker.
 LOCAL_SCHEDULER_CONFIG = {"distributed.scheduler.allowed-failures": 0}
+CONNECT_TIMEOUT_S = 30  # waiting for a running scheduler (--scheduler), seconds
 
 
 class WarmWorker(WorkerPlugin):
@@ -131,7 +134,11 @@ def _dask_executor(workers: int, scheduler: str | None, models: list[str] | None
 
     cluster = None
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except (OSError, ValueError, TypeError) as error:
+            raise InputError(None, f"--scheduler {scheduler}: cannot connect to a Dask scheduler "
+                                   f"there ({type(error).__name__}: {error})") from None
         threads = None  # an existing cluster's workers are sized by whoever started them
     else:
         with dask.config.set(LOCAL_SCHEDULER_CONFIG):

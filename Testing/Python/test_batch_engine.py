@@ -100,3 +100,12 @@ def test_a_killed_worker_fails_only_its_case_on_a_local_dask_cluster(tmp_path: P
     assert "worker running this case stopped" in outcomes[1].error and outcomes[1].exit_code == 5
     assert outcomes[3].error == "/data/T1.nii.gz: image is constant"
     assert outcomes[0].peak_rss_mib < 4096
+
+
+def test_an_unreachable_scheduler_is_a_bad_input_naming_the_address(tmp_path: Path, monkeypatch) -> None:
+    from allnet import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(InputError, match="--scheduler tcp://127.0.0.1:9: cannot connect"):
+        with cluster.case_executor(scheduler="tcp://127.0.0.1:9") as executor:
+            run_cases(_cases(tmp_path, ["ok"]), fake_case, executor=executor)
