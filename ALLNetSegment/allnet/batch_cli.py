@@ -17,7 +17,7 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("batch runs (one case per task on Dask distributed)")
     group.add_argument("--workers", type=int, default=1, metavar="N",
                        help="local worker processes, each running one case at a time with the cores "
-                            "shared among them; a case needs about 2.2 GB of memory (default: 1)")
+                            "shared among them; a case needs about 2.6 GB of memory (default: 1)")
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="address of a running Dask scheduler (tcp://host:8786), e.g. one started "
                             "by dask-jobqueue on SLURM/PBS; its workers run the cases (--workers is "

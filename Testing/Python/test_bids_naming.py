@@ -138,3 +138,20 @@ def test_several_candidates_are_refused_with_the_list_unless_selected(tmp_path: 
 def test_selection_syntax_is_checked(text: str) -> None:
     with pytest.raises(ValueError):
         Selection.parse(text)
+
+
+def test_bids_command_refuses_bad_requests_before_any_work(tmp_path: Path, capsys) -> None:
+    from allnet import cli
+
+    root = _dataset(tmp_path / "ds", ["sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_FLAIR.nii.gz"])
+    out = tmp_path / "out"
+    assert cli.main(["bids", str(root), str(root), "participant"]) == contract.EXIT_BAD_INPUT
+    assert "must differ from the BIDS dataset" in capsys.readouterr().err
+    assert cli.main(["bids", str(root), str(out), "participant", "--save-working-grid"]) == contract.EXIT_BAD_INPUT
+    assert "--save-working-grid is not available" in capsys.readouterr().err
+    assert cli.main(["bids", str(root), str(out), "participant", "--select", "T1:acq-x"]) == contract.EXIT_BAD_INPUT
+    assert "expected [SUFFIX:]ENTITY-LABEL" in capsys.readouterr().err
+    assert cli.main(["bids", str(root), str(out), "group"]) == contract.EXIT_BAD_INPUT
+    assert "run the participant level first" in capsys.readouterr().err
+    assert cli.main(["bids", str(root), str(out), "participant", "--workers", "0"]) == contract.EXIT_BAD_INPUT
+    assert not out.exists()  # nothing written by a refused run
