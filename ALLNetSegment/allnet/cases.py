@@ -121,6 +121,9 @@ def run_case_guarded(run_case: RunCase, case: Case) -> CaseOutcome:
         outcome = _finished(case, "ok")
     except AllnetError as error:
         outcome = CaseOutcome(case.case_id, "failed", 0.0, error=str(error), exit_code=error.exit_code)
+    except MemoryError:
+        outcome = CaseOutcome(case.case_id, "failed", 0.0, exit_code=EXIT_RESOURCES,
+                              error="out of memory (give each worker more memory, or run fewer workers)")
     except Exception as error:  # noqa: BLE001 - one broken case must not stop the others
         outcome = CaseOutcome(case.case_id, "failed", 0.0, error=f"internal error: {error!r}",
                               exit_code=EXIT_INTERNAL)

@@ -33,6 +33,8 @@ def fake_case(inputs: dict, out: Path) -> None:
         raise InputError("/data/T1.nii.gz", "image is constant")
     if action == "crash":
         raise ZeroDivisionError("bug")
+    if action == "oom":
+        raise MemoryError()
     if action == "ok":
         _write_summary(out, 3)
 
@@ -43,19 +45,20 @@ def _cases(tmp_path: Path, actions: list[str]) -> list[Case]:
 
 
 def test_failures_stay_with_their_case_and_outcomes_keep_the_case_order(tmp_path: Path) -> None:
-    cases = _cases(tmp_path, ["bad", "ok", "crash", "silent", "ok"])
-    cases.append(Case("c5-problem", {}, tmp_path / "c5", tmp_path / "c5" / "summary.json",
-                      problem="no FLAIR image found"))
+    cases = _cases(tmp_path, ["bad", "ok", "crash", "silent", "ok", "oom"])
+    cases.insert(5, Case("c5-problem", {}, tmp_path / "c5", tmp_path / "c5" / "summary.json",
+                         problem="no FLAIR image found"))
     seen = []
     outcomes = run_cases(cases, fake_case, executor=InlineExecutor(),
                          on_done=lambda done, total, o: seen.append((done, total, o.case_id)))
-    assert [o.status for o in outcomes] == ["failed", "ok", "failed", "failed", "ok", "failed"]
+    assert [o.status for o in outcomes] == ["failed", "ok", "failed", "failed", "ok", "failed", "failed"]
     assert (outcomes[0].exit_code, outcomes[0].error) == (2, "/data/T1.nii.gz: image is constant")
     assert outcomes[2].exit_code == 1 and "ZeroDivisionError" in outcomes[2].error
     assert "without writing summary.json" in outcomes[3].error  # finished means: summary written
     assert outcomes[1].totals == {"count": 3} and outcomes[1].peak_rss_mib > 0
     assert outcomes[5].error == "no FLAIR image found"
-    assert sorted(s[0] for s in seen) == list(range(1, 7)) and {s[1] for s in seen} == {6}
+    assert outcomes[6].exit_code == 5 and outcomes[6].error.startswith("out of memory")
+    assert sorted(s[0] for s in seen) == list(range(1, 8)) and {s[1] for s in seen} == {7}
 
 
 def test_resume_skips_cases_whose_summary_exists(tmp_path: Path) -> None:
