@@ -31,7 +31,7 @@ from .bids_naming import build_name, parse_name
 from .cases import Case, CaseOutcome, _write_csv, case_table_rows, run_cases
 from .contract import (BIDS_GROUP_LESIONS_FILE, BIDS_GROUP_SESSIONS_FILE, BIDS_IGNORED, BIDS_LOGS_DIR,
                        BIDS_OUTPUTS, BIDS_PIPELINE_NAME, BIDS_SESSION_COLUMNS, BIDS_SPEC_VERSION,
-                       LESION_COLUMNS, SUMMARY_OUTPUTS_KEY, Column, RunSettings)
+                       LESION_COLUMNS, SUMMARY_FILE, SUMMARY_OUTPUTS_KEY, Column, RunSettings)
 from .errors import InputError
 from .io import atomic_output_dir
 
@@ -99,16 +99,16 @@ class SessionRunner:
                  inputs: dict[str, Path]) -> None:
         """Rename the run's listed files to BIDS names in ``anat_dir`` (all or nothing); the
         summary, with its output list in BIDS names, is written last."""
-        summary = json.loads((work / "summary.json").read_text(encoding="utf-8"))
+        summary = json.loads((work / SUMMARY_FILE).read_text(encoding="utf-8"))
         sources = [self._uri(inputs[r]) for r in ("flair", "t1", "t2") if r in inputs]
         published: dict[str, str] = {}
         with atomic_output_dir(anat_dir) as tmp:
             for key, name in summary[SUMMARY_OUTPUTS_KEY].items():
                 if key == "summary":
                     continue
-                if key not in BIDS_OUTPUTS:
-                    raise InputError(work / name, f"output '{key}' has no BIDS-Derivatives name "
-                                                  "(allnet.contract.BIDS_OUTPUTS)")
+                if key not in BIDS_OUTPUTS:  # a new output needs its name in the contract
+                    raise RuntimeError(f"output '{key}' ({name}) has no BIDS-Derivatives name in "
+                                       "allnet.contract.BIDS_OUTPUTS")
                 target = Path(tmp) / derivative_name(entities, key)
                 if key == "table":
                     with (work / name).open(newline="", encoding="utf-8") as handle:

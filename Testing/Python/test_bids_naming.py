@@ -155,3 +155,44 @@ def test_bids_command_refuses_bad_requests_before_any_work(tmp_path: Path, capsy
     assert "run the participant level first" in capsys.readouterr().err
     assert cli.main(["bids", str(root), str(out), "participant", "--workers", "0"]) == contract.EXIT_BAD_INPUT
     assert not out.exists()  # nothing written by a refused run
+
+
+def _fake_run(work: Path, outputs: dict[str, str]) -> None:
+    """A run folder as the pipeline leaves it: the listed files and summary.json."""
+    work.mkdir(parents=True)
+    for key, name in outputs.items():
+        text = "id,volume_mm3\n1,12.5\n" if key == "table" else f"<{key}>"
+        (work / name).write_text(text)
+    (work / contract.SUMMARY_FILE).write_text(json.dumps(
+        {"totals": {"count": 1}, contract.SUMMARY_OUTPUTS_KEY: outputs | {"summary": contract.SUMMARY_FILE}}))
+
+
+def test_a_runs_listed_files_are_published_under_bids_names(tmp_path: Path) -> None:
+    from allnet.bids_app import SessionRunner
+    from allnet.contract import RunSettings
+
+    raw = tmp_path / "raw"
+    inputs = {"t1": raw / "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz",
+              "flair": raw / "sub-01/ses-2/anat/sub-01_ses-2_acq-3d_FLAIR.nii.gz"}
+    runner = SessionRunner(RunSettings(), raw)
+    work, anat = tmp_path / "out/sub-01/ses-2/.work", tmp_path / "out/sub-01/ses-2/anat"
+    _fake_run(work, {"mask": contract.MASK_FILE, "table": contract.TABLE_FILE, "report": contract.REPORT_FILE})
+    runner._publish(work, anat, {"sub": "01", "ses": "2"}, inputs)
+    assert sorted(p.name for p in anat.iterdir()) == [
+        "sub-01_ses-2_desc-lesion_report.html", "sub-01_ses-2_desc-lesion_summary.json",
+        "sub-01_ses-2_space-orig_desc-lesion_lesions.json", "sub-01_ses-2_space-orig_desc-lesion_lesions.tsv",
+        "sub-01_ses-2_space-orig_desc-lesion_mask.json", "sub-01_ses-2_space-orig_desc-lesion_mask.nii.gz"]
+    assert (anat / "sub-01_ses-2_desc-lesion_report.html").read_text() == "<report>"
+    summary = json.loads((anat / "sub-01_ses-2_desc-lesion_summary.json").read_text())
+    assert summary[contract.SUMMARY_OUTPUTS_KEY]["report"] == "sub-01_ses-2_desc-lesion_report.html"
+    sidecar = json.loads((anat / "sub-01_ses-2_space-orig_desc-lesion_mask.json").read_text())
+    assert sidecar["SpatialReference"] == "bids:raw:sub-01/ses-2/anat/sub-01_ses-2_acq-3d_FLAIR.nii.gz"
+    table = (anat / "sub-01_ses-2_space-orig_desc-lesion_lesions.tsv").read_text().splitlines()
+    assert table[0].split("\t") == list(contract.LESION_COLUMN_NAMES) and table[1].startswith("1\tn/a\t12.5\t")
+
+    # An output without a BIDS name stops the session: nothing is published.
+    work2, anat2 = tmp_path / "out/sub-02/.work", tmp_path / "out/sub-02/anat"
+    _fake_run(work2, {"mask": contract.MASK_FILE, "extra": "extra.txt"})
+    with pytest.raises(RuntimeError, match="'extra'.*no BIDS-Derivatives name"):
+        runner._publish(work2, anat2, {"sub": "02"}, inputs)
+    assert not anat2.exists()
