@@ -50,8 +50,9 @@ VISIT_NAMES = {"baseline": "baseline", "followup": "follow-up"}
 # (or the input) is wrong.
 MAX_ROTATION_DEG = 45.0
 # FLAIR vs FLAIR edge correlation after rigid registration, inside the baseline head; measured
-# in benchmarks/results/longitudinal_same_person.json (same person 0.98, other people
-# 0.34-0.50 on the development data); the limit sits between them.
+# by ``benchmarks/bench_longitudinal.py --same-person`` (results/longitudinal_same_person.json):
+# the two visits of one person 0.96-0.98, FLAIRs of two people 0.30-0.50 on the development
+# data; the limit sits between them with a wide margin on both sides.
 SAME_PERSON_MIN = 0.75
 
 
