@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_file
-from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, EXIT_BAD_INPUT, EXIT_INTERNAL,
-                       EXIT_RESOURCES, IMAGE_SUFFIXES, LESION_COLUMN_NAMES, SUMMARY_FILE,
+from .contract import (COHORT_LESIONS_FILE, COHORT_REPORT_FILE, COHORT_SUMMARY_FILE, EXIT_BAD_INPUT,
+                       EXIT_INTERNAL, EXIT_RESOURCES, IMAGE_SUFFIXES, LESION_COLUMN_NAMES, SUMMARY_FILE,
                        SUMMARY_OUTPUTS_KEY, strip_image_suffix)
 from .errors import AllnetError, InputError
 
@@ -262,14 +262,16 @@ def cohort_cases(cases_dir: str | Path, output_dir: str | Path) -> list[Case]:
 
 def run_cohort(cases_dir: str | Path, output_dir: str | Path, run_case: RunCase,
                on_done: Callable[[int, int, CaseOutcome], None] | None = None, *,
-               executor: Executor | None = None, resume: bool = False) -> list[CaseOutcome]:
+               executor: Executor | None = None, resume: bool = False,
+               report: bool = True) -> list[CaseOutcome]:
     """Segment every sub-folder of ``cases_dir`` into ``output_dir/<case>``; keep going past failures.
 
     ``run_case(inputs: dict[str, Path], case_output_dir: Path)`` runs one case and writes its
     outputs with a ``summary.json`` listing them (see :func:`run_cases` for the executor,
     ``resume`` and ``on_done``). Writes ``lesions_all.csv`` (every lesion of the finished
     cases, read from their ``lesions.csv``, with a ``case`` column) and ``cohort_summary.csv``
-    (one row per case with status and error) into ``output_dir``.
+    (one row per case with status and error) into ``output_dir``, and with ``report``
+    ``cohort_report.html`` (``allnet.report``).
     """
     cases = cohort_cases(cases_dir, output_dir)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -281,6 +283,10 @@ def run_cohort(cases_dir: str | Path, output_dir: str | Path, run_case: RunCase,
     _write_csv(Path(output_dir) / COHORT_LESIONS_FILE, lesion_rows, ["case", *LESION_COLUMN_NAMES])
     _write_csv(Path(output_dir) / COHORT_SUMMARY_FILE, [_summary_row(o) for o in outcomes],
                COHORT_SUMMARY_COLUMNS)
+    if report:
+        from .report import cohort_cases as report_cases, write_cohort_report
+
+        write_cohort_report(Path(output_dir) / COHORT_REPORT_FILE, report_cases(outcomes, output_dir))
     return outcomes
 
 

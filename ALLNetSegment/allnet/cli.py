@@ -96,7 +96,7 @@ def _run_cohort(args: argparse.Namespace, options) -> int:
 
     with batch_executor(args, options) as executor:
         outcomes = run_cohort(args.cohort, args.output, SegmentCase(options), print_outcome,
-                              executor=executor, resume=args.resume)
+                              executor=executor, resume=args.resume, report=options.report)
     ok = sum(o.succeeded for o in outcomes)
     print(f"{ok} of {len(outcomes)} cases segmented; "
           f"tables: {Path(args.output) / COHORT_LESIONS_FILE}, {Path(args.output) / COHORT_SUMMARY_FILE}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import platform
 import re
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import SimpleITK as sitk
 from . import __version__
 from . import report_figures as figures
 from .atomic import atomic_file
-from .contract import DIS_AREAS, DIS_LABEL, REPORT_FILE
+from .contract import DIS_AREAS, DIS_LABEL, REPORT_FILE, SUMMARY_OUTPUTS_KEY
 from .lesions import Lesion
 
 MAX_TABLE_ROWS = 200  # longer tables are cut (lesions.csv has every row)
@@ -110,8 +111,8 @@ def _registration_section(data: ReportData) -> str:
         parts.append(_table(["image vs FLAIR", "edge correlation", "same-head limit",
                              "normalised mutual information", "same head"], rows))
         parts.append('<p class="note">Correlation of the image edges with the FLAIR edges inside the '
-                     "brain after registration: the same head lines up edge for edge (measured 0.59-0.82 "
-                     "on matched scans), another person's head only in its outline (0.31-0.43).</p>")
+                     "brain after registration: the same head lines up edge for edge (measured 0.61-0.81 "
+                     "on matched scans), another person's head only in its outline (0.29-0.37).</p>")
     images, brain = data.working_images, data.brain_mask
     if brain is not None and "flair" in images:
         for role, name in (("t1", "T1W"), ("t2", "T2W")):
@@ -248,12 +249,20 @@ class CohortCase:
 
 def cohort_cases(outcomes: list, output_dir: str | Path) -> list[CohortCase]:
     """:class:`CohortCase` list from a batch's outcomes (objects with ``case_id``, ``status``,
-    ``totals`` and ``error``, as ``allnet.cases.CaseOutcome``); a finished case's report is
-    ``output_dir/<case_id>/report.html`` when it exists. Resumed cases count as segmented."""
+    ``totals``, ``error`` and optionally ``summary``, as ``allnet.cases.CaseOutcome``); a
+    finished case's report is the one its summary lists, else ``output_dir/<case_id>/
+    report.html``, when the file exists. Resumed cases count as segmented."""
     cases = []
     for outcome in outcomes:
         ok = outcome.status in ("ok", "resumed")
         report = Path(output_dir) / outcome.case_id / REPORT_FILE
+        summary_path = getattr(outcome, "summary", None)
+        if summary_path is not None:  # the run's own list of what it wrote (names may differ)
+            try:
+                listed = json.loads(Path(summary_path).read_text(encoding="utf-8"))[SUMMARY_OUTPUTS_KEY]
+                report = Path(summary_path).parent / listed["report"]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
         cases.append(CohortCase(outcome.case_id, "ok" if ok else "failed", dict(outcome.totals or {}),
                                 outcome.error, report if ok and report.is_file() else None))
     return cases

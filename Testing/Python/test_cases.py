@@ -69,3 +69,7 @@ def test_cohort_keeps_going_past_a_failed_case(tmp_path: Path) -> None:
     assert merged[0].startswith("case,") and len(merged) == 3
     summary = (tmp_path / "out" / "cohort_summary.csv").read_text()
     assert "bad,failed" in summary and "good,ok" in summary
+    cohort_page = (tmp_path / "out" / "cohort_report.html").read_text(encoding="utf-8")
+    assert "3 cases: 2 segmented, 1 failed" in cohort_page and "no FLAIR" in cohort_page
+    run_cohort(tmp_path / "cases", tmp_path / "quiet", run_case, report=False)
+    assert not (tmp_path / "quiet" / "cohort_report.html").exists()
