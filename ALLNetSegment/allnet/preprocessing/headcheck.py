@@ -26,9 +26,9 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 
-EDGE_SIGMA_MM = 2.0
-EDGE_CORRELATION_MIN = 0.50
-EDGE_CORRELATION_MIN_MNI = 0.38
+EDGE_SIGMA_MM = 1.5
+EDGE_CORRELATION_MIN = 0.45
+EDGE_CORRELATION_MIN_MNI = 0.33
 NMI_BINS = 32
 ROLE_NAMES = {"t1": "T1W", "t2": "T2W", "flair": "FLAIR"}
 
