@@ -4,6 +4,7 @@ patient01 and patient12), against the expert change masks, with the naive baseli
     python benchmarks/bench_longitudinal.py                      # both patients, method + naive
     python benchmarks/bench_longitudinal.py --patients patient01 --skip-naive
     python benchmarks/bench_longitudinal.py --same-person        # calibration of the visit check
+    python benchmarks/bench_longitudinal.py --t1 baseline --skip-naive   # follow-up without T1W
 
 Per patient (study1 = baseline, study2 = follow-up, T1W, T2W and FLAIR at both visits):
 
@@ -100,8 +101,10 @@ def run_patient(patient: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         load_before = os.getloadavg()
         wall, cpu = time.perf_counter(), time.process_time()
+        followup_t1 = files["study2_T1W"] if args.t1 == "both" else None
+        out["followup_t1_given"] = followup_t1 is not None
         result = run_longitudinal(files["study1_FLAIR"], files["study2_FLAIR"],
-                                  baseline_t1=files["study1_T1W"], followup_t1=files["study2_T1W"],
+                                  baseline_t1=files["study1_T1W"], followup_t1=followup_t1,
                                   baseline_t2=files["study1_T2W"], followup_t2=files["study2_T2W"],
                                   output_dir=Path(tmp) / "out", options=settings)
         out["method_time"] = {"wall_s": round(time.perf_counter() - wall, 1),
@@ -177,6 +180,9 @@ def main() -> int:
     parser.add_argument("--patients", nargs="+", default=["patient01", "patient12"])
     parser.add_argument("--ensemble", default="full", choices=("fast", "full"))
     parser.add_argument("--skip-naive", action="store_true", help="only the method")
+    parser.add_argument("--t1", choices=("both", "baseline"), default="both",
+                        help="baseline: the follow-up visit is given without its T1W (it borrows the "
+                             "baseline's); results go to longitudinal_validation_baseline_t1.json")
     parser.add_argument("--same-person", action="store_true", help="calibrate the same-person check")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -199,7 +205,9 @@ def main() -> int:
                           "python": platform.python_version()},
               "ensemble": args.ensemble, "connectivity": CONNECTIVITY,
               "peak_rss_mib": round(peak_rss_mib(), 0), "patients": results}
-    write_report(report, args.out or HERE / "results" / "longitudinal_validation.json")
+    name = "longitudinal_validation.json" if args.t1 == "both" else "longitudinal_validation_baseline_t1.json"
+    report["t1"] = args.t1
+    write_report(report, args.out or HERE / "results" / name)
     return 0
 
 

@@ -158,16 +158,19 @@ def register_visits(baseline: VisitImages, followup: VisitImages) -> tuple[sitk.
         raise InputError(names[1], f"does not look like the same person as the baseline FLAIR "
                                    f"{names[0]} (edge correlation after registration "
                                    f"{match.edge_correlation:.2f}, same-person limit "
-                                   f"{SAME_PERSON_MIN:.2f}); both visits must be of one person")
+                                   f"{SAME_PERSON_MIN:.2f}); both visits must be of one person "
+                                   "and close enough in position to be registered")
     return transform, qc
 
 
 # ----------------------------------------------------------------- the pair
 class _Timer:
+    """Progress inside the "preprocessing" stage (fractions of ``span``) and seconds per step."""
+
     def __init__(self, progress: Progress | None, span: tuple[float, float]) -> None:
         self.progress, self.span, self.timings = progress, span, {}
 
-    def step(self, name: str, fraction: float, message: str) -> float:
+    def step(self, fraction: float, message: str) -> float:
         if self.progress is not None:
             lo, hi = self.span
             self.progress.stage("preprocessing", lo + (hi - lo) * fraction, message)
@@ -194,7 +197,7 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
     """
     visits = {"baseline": baseline, "followup": followup}
     timer = _Timer(progress, fraction_span)
-    start = timer.step("registration between visits", 0.0, "follow-up FLAIR -> baseline FLAIR (rigid)")
+    start = timer.step(0.0, "follow-up FLAIR -> baseline FLAIR (rigid)")
     b_to_f, qc = register_visits(baseline, followup)
     half = half_rigid(b_to_f)
     # flair_to_halfway[v]: FLAIR LPS points of visit v -> halfway LPS points
@@ -203,7 +206,7 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
     timer.done("registration between visits", start)
 
     masks, flair_to_t1, flair_to_t2, t1_source = {}, {}, {}, {}
-    start = timer.step("brain extraction", 0.15, "T1W brain extraction (deepbet)")
+    start = timer.step(0.15, "T1W brain extraction (deepbet)")
     for visit, images in visits.items():
         if images.t1 is not None:
             masks[visit] = extract_brain(images.t1, device=device)
@@ -211,7 +214,7 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
             check_brain_volume(images.names.get("t1", "T1W"), qc[f"{visit}_brain_volume_ml"])
     timer.done("brain extraction", start)
 
-    start = timer.step("registration to FLAIR", 0.35, "T1W/T2W -> FLAIR (rigid)")
+    start = timer.step(0.35, "T1W/T2W -> FLAIR (rigid)")
     warnings: list[str] = []
     for visit, images in visits.items():
         if images.t1 is not None:
@@ -236,7 +239,7 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
 
     t1_of = {v: visits[v if t1_source[v] == "own" else _other(v)].t1 for v in VISITS}
     mask_of = {v: masks[v if t1_source[v] == "own" else _other(v)] for v in VISITS}
-    start = timer.step("bias correction", 0.5, "N4 bias-field correction")
+    start = timer.step(0.5, "N4 bias-field correction")
     corrected: dict[str, dict[str, sitk.Image]] = {v: {} for v in VISITS}
     for visit, images in visits.items():
         flair_mask = sitk.Resample(mask_of[visit], images.flair, flair_to_t1[visit],
@@ -254,7 +257,7 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
             corrected[visit]["t1"] = corrected[_other(visit)]["t1"]
     timer.done("bias correction", start)
 
-    start = timer.step("registration to MNI", 0.7, "T1W brain -> MNI template (affine), halfway")
+    start = timer.step(0.7, "T1W brain -> MNI template (affine), halfway")
     template = load_template()
     estimates = []
     for visit in VISITS:
@@ -271,7 +274,7 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
     working_to_t1 = {v: registration.compose(flair_to_t1[v], working_to_flair[v]) for v in VISITS}
     timer.done("registration to MNI", start)
 
-    start = timer.step("resampling", 0.9, "resampling both visits to the working grid")
+    start = timer.step(0.9, "resampling both visits to the working grid")
     brain_masks = {v: _mask_to_working(mask_of[v], working_to_t1[v]) for v in VISITS}
     brain = (brain_masks["baseline"] | brain_masks["followup"]).astype(bool)
     qc.update(registration.check_template_fit(
