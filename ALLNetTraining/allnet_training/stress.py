@@ -109,7 +109,10 @@ def run_stress(cases: list[CachedCase], crossval_dir: str | Path, *, log=print) 
 
     regions = template_regions()
     root = Path(crossval_dir)
-    rows = []
+    previous = root / "stress.json"
+    # cases scored by an earlier call are kept, so folds can be stressed as they finish
+    rows = json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else []
+    done = {(r["case"], r["perturbation"]) for r in rows}
     for subject in dict.fromkeys(c.subject_id for c in cases):
         bundle_path = root / f"fold_{subject}" / "bundle.pt"
         if not bundle_path.is_file():
@@ -117,7 +120,7 @@ def run_stress(cases: list[CachedCase], crossval_dir: str | Path, *, log=print) 
             continue
         bundle = load_model_file(bundle_path)
         for case in (c for c in cases if c.subject_id == subject):
-            for name in PERTURBATIONS:
+            for name in (n for n in PERTURBATIONS if (case.case_id, n) not in done):
                 variant = perturb(case, name)
                 prediction = predict_cached(bundle, variant)
                 metrics = score(prediction.mask, variant, score_map=prediction.sphere_probability)
@@ -130,8 +133,7 @@ def run_stress(cases: list[CachedCase], crossval_dir: str | Path, *, log=print) 
                 rows.append(row)
                 log(f"stress {case.case_id} {name}: DSC {row['dsc']:.3f} L-F1 {row['lf1']:.3f} "
                     f"normal-tissue {row['fp_total_normal_tissue_ml']:.2f} mL")
-    if rows:
-        write_reports(rows, root)
+                write_reports(rows, root)  # after every case: a stopped call loses nothing
     return rows
 
 
