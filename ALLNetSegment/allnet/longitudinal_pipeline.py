@@ -294,9 +294,21 @@ def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, vi
                    "new_enlarged_volume_ml": float(np.count_nonzero(new_enlarged)) * voxel_mm3 / 1000.0},
         "qc": case.qc,
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
-        "warnings": case.warnings,
+        "warnings": case.warnings + input_warnings(case.modalities_present),
         "coordinate_system": "outputs on the follow-up FLAIR grid; centroids in RAS mm of its physical space",
     }
+
+
+def input_warnings(modalities_present: dict[str, list[str]]) -> list[str]:
+    """Warnings about the inputs of the two visits: a T2W at one visit only (the visits are then
+    segmented from different inputs, which can look like change), or at neither."""
+    with_t2 = [visit for visit in VISITS if "t2" in modalities_present[visit]]
+    if len(with_t2) == 1:
+        return [f"T2W given for the {VISIT_NAMES[with_t2[0]]} visit only: the visits were segmented "
+                "from different inputs, which can show as change; give the T2W of both visits or of neither"]
+    if not with_t2:
+        return ["T2W not given: both visits segmented from T1W and FLAIR only (T2W channel set to zero)"]
+    return []
 
 
 def _finish(progress: Progress, summary: dict, started: float, case: PairCase) -> None:

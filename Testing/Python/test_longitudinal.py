@@ -234,6 +234,15 @@ def test_whole_run_on_synthetic_visits(synthetic_pair, tiny_model, tmp_path, mon
     assert (tmp_path / "again" / CHANGE_TABLE_FILE).read_bytes() == (out / CHANGE_TABLE_FILE).read_bytes()
 
 
+def test_t2_at_one_visit_only_is_warned() -> None:
+    one = longitudinal.input_warnings({"baseline": ["flair", "t1", "t2"], "followup": ["flair", "t1"]})
+    assert len(one) == 1 and "baseline visit only" in one[0]
+    assert longitudinal.input_warnings({"baseline": ["flair", "t1", "t2"],
+                                        "followup": ["flair", "t1", "t2"]}) == []
+    assert "T2W not given" in longitudinal.input_warnings({"baseline": ["flair", "t1"],
+                                                           "followup": ["flair", "t1"]})[0]
+
+
 # ----------------------------------------------------------------- real data
 @pytest.mark.realdata
 @pytest.mark.slow
