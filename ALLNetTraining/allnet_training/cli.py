@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.add_argument("--bundle", type=Path, default=None, help="write the ensemble bundle here too")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="warm start: member i starts from member i of this model file "
+                   help="warm start: the member of seed s starts from member s (mod their number) of this model file "
                         "(never for cross-validation: it would carry the held-out subjects in)")
     p = sub.add_parser("crossval", help="leave-one-subject-out cross-validation vs a FLAIR-threshold baseline")
     p.add_argument("--holdout", nargs="+", default=None, metavar="SUBJECT",

@@ -31,12 +31,13 @@ def train_ensemble(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSam
                    progress: bool = True, meta: dict | None = None,
                    init_states: list[dict[str, torch.Tensor]] | None = None) -> list[TrainResult]:
     """Train one member per seed in ``out_dir/seed<N>/`` (each resumable). ``init_states``:
-    warm-start weights, member ``i`` starting from ``init_states[i % len(init_states)]``."""
+    warm-start weights, the member of seed ``s`` starting from ``init_states[s % len]`` (so
+    members trained by separate processes, one seed each, still start from different ones)."""
     out = Path(out_dir)
     return [train(model_config, replace(cfg, seed=s), sampler, out / f"seed{s}", resume=resume,
                   progress=progress, meta=meta,
-                  init_state=init_states[i % len(init_states)] if init_states else None)
-            for i, s in enumerate(seeds)]
+                  init_state=init_states[s % len(init_states)] if init_states else None)
+            for s in seeds]
 
 
 def bundle_meta(results: list[TrainResult], cfg: TrainConfig, *, seeds: list[int], cases: list[str],
