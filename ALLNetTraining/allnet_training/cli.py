@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crossval", help="leave-one-subject-out cross-validation vs a FLAIR-threshold baseline")
     p.add_argument("--holdout", nargs="+", default=None, metavar="SUBJECT",
                    help="run only the folds holding out these subjects (reports cover every finished fold)")
+    p.add_argument("--init-from-crossval", type=Path, default=None,
+                   help="warm start each fold from the same fold's model of this finished cross-validation "
+                        "(validates a staged recipe)")
     _add_data_args(p)
     _add_train_args(p)
     p = sub.add_parser("ablation", help="base / +AnaConv / +LesLoss / ALL-Net, table in the layout of Table 4")
@@ -358,7 +361,8 @@ def _run(args, command_line: str, distributed: bool) -> int:
         from .crossval import run_crossval
 
         run_crossval(cached, args.out, model_cfg, train_cfg, sampler_cfg, args.seeds, bank,
-                     resume=args.resume, progress=progress, holdout=args.holdout, synth=synth)
+                     resume=args.resume, progress=progress, holdout=args.holdout, synth=synth,
+                     init_from=args.init_from_crossval)
         print((args.out / "crossval.md").read_text())
         return 0
     if args.command == "ablation":

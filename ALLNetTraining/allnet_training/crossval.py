@@ -123,16 +123,23 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
              out_dir: Path, model_config: ModelConfig, train_cfg: TrainConfig,
              sampler_cfg: SamplerConfig, seeds: list[int], bank: LesionShapeBank | None,
              *, resume: bool = True, progress: bool = True, device: str = "cpu",
-             log=print, synth: DomainSynth | None = None) -> FoldResult:
+             log=print, synth: DomainSynth | None = None, init_from: Path | None = None) -> FoldResult:
     """Train on ``train_cases``, evaluate model and baseline on ``test_cases``. ``synth``:
     the domain-randomisation generator (the sampler keeps only the training subjects'
-    brains and lesion maps of it)."""
+    brains and lesion maps of it). ``init_from``: a finished cross-validation folder whose
+    model of the SAME fold (``fold_<subject>/bundle.pt``) is the warm start, to validate a
+    staged recipe without the held-out subject ever reaching its fold."""
     fold_dir = out_dir / f"fold_{subject}"
     sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank, synth)
     meta = {"fold": subject, "training_cases": [c.case_id for c in train_cases]}
+    init_states = None
+    if init_from is not None:
+        start = load_model_file(Path(init_from) / f"fold_{subject}" / "bundle.pt")
+        init_states = [m.state_dict() for m in start.members]
+        meta["warm_start"] = str(Path(init_from) / f"fold_{subject}" / "bundle.pt")
     t0 = time.perf_counter()
     results = train_ensemble(model_config, train_cfg, sampler, fold_dir, seeds, resume=resume,
-                             progress=progress, meta=meta)
+                             progress=progress, meta=meta, init_states=init_states)
     train_seconds = time.perf_counter() - t0
     bundle_path = export_bundle(fold_dir / "bundle.pt", model_config, [r.state_dict for r in results],
                                 {**meta, "seeds": list(seeds)})
@@ -175,7 +182,8 @@ def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
                  train_cfg: TrainConfig, sampler_cfg: SamplerConfig, seeds: list[int],
                  bank: LesionShapeBank | None = None, *, resume: bool = True,
                  progress: bool = True, device: str = "cpu", holdout: list[str] | None = None,
-                 log=print, synth: DomainSynth | None = None) -> list[FoldResult]:
+                 log=print, synth: DomainSynth | None = None,
+                 init_from: Path | None = None) -> list[FoldResult]:
     """Leave-one-subject-out folds; writes ``crossval.csv``/``.json``/``.md`` in out_dir.
 
     ``holdout`` limits the run to the folds of these subjects (default: all), so that
@@ -189,7 +197,8 @@ def run_crossval(cases: list[CachedCase], out_dir: str | Path, model_config: Mod
     if unknown:
         raise ValueError(f"no cases of held-out subjects {sorted(unknown)}")
     computed = {s: run_fold(s, tr, te, out, model_config, train_cfg, sampler_cfg, seeds, bank,
-                            resume=resume, progress=progress, device=device, log=log, synth=synth)
+                            resume=resume, progress=progress, device=device, log=log, synth=synth,
+                            init_from=init_from)
                 for s, tr, te in folds if holdout is None or s in holdout}
     # read the other folds only now: another process may have finished them meanwhile
     results = [computed.get(s) or load_fold(out / f"fold_{s}") for s, _, _ in folds]

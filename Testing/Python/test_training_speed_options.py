@@ -51,3 +51,20 @@ def test_warm_start_begins_from_the_given_weights_and_snapshots_are_model_files(
     snaps = sorted((tmp_path / "run" / "snapshots").glob("step*.pt"))
     assert [p.name for p in snaps] == ["step2.pt", "step4.pt"]
     assert load_model_file(snaps[-1]).meta["step"] == 4
+
+
+def test_crossval_warm_start_uses_the_same_folds_model(tmp_path):
+    from allnet_training.crossval import run_crossval
+
+    cases = [tiny_case(0, "A"), tiny_case(1, "B")]
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, device="cpu", lr=3e-3)
+    first = run_crossval(cases, tmp_path / "stage1", tiny_model_config(), cfg, tiny_sampler_config(), [0],
+                         progress=False, log=lambda *_: None)
+    second = run_crossval(cases, tmp_path / "stage2", tiny_model_config(), replace(cfg, lr=0.0),
+                          tiny_sampler_config(), [0], progress=False, log=lambda *_: None,
+                          init_from=tmp_path / "stage1")
+    for a, b in zip(first, second):
+        assert a.subject == b.subject
+        start = load_model_file(a.bundle_path).members[0].state_dict()
+        end = load_model_file(b.bundle_path).members[0].state_dict()
+        assert all(torch.equal(start[k], end[k]) for k in start if start[k].is_floating_point() and "running" not in k)
