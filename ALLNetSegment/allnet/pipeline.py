@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from . import __version__, outputs
 from .anatomy import compute_anatomy
-from .contract import SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings, SettingError, stage_span
+from .contract import REPORT_FILE, SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings, SettingError, stage_span
 from .errors import ModelError
 from .grid import array_to_working_image
 from .inference import predict
@@ -160,7 +160,9 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
 
     case = preprocess(images["t1"], images["flair"], images.get("t2"),
                       already_in_mni=settings.preprocessed, paths=names, progress=progress,
-                      device=settings.device, fraction_span=stage_span("preprocessing"))
+                      device=settings.device, fraction_span=stage_span("preprocessing"),
+                      allow_mismatch=settings.allow_mismatch)
+    warnings += case.warnings  # a head mismatch let through by allow_mismatch
     progress.stage("anatomy", message="tissue segmentation and anatomy maps")
     anatomy = compute_anatomy(case.images["t1"], case.brain_mask)
 
@@ -202,6 +204,8 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
         with atomic_output_dir(output_dir) as tmp:
             files = outputs.write_result_files(Path(tmp), result, settings, working)
             _finish(progress, summary, started, case, totals)
+            if settings.report:
+                files["report"] = _write_report(Path(tmp), summary, result, images, case, prediction)
             summary[SUMMARY_OUTPUTS_KEY] = files | {"summary": outputs.SUMMARY_FILE}
             outputs.write_summary(Path(tmp), summary)
         result.output_dir = output_dir
@@ -250,6 +254,24 @@ def _model_meta(bundle: ModelBundle) -> dict:
     return {"name": name, "version": meta.get("version", bundle.config.version),
             "trained": bool(meta.get("trained", "training_data" in meta)),
             "training_data": meta.get("training_data")}
+
+
+def _write_report(folder: Path, summary: dict, result: SegmentationResult, images: dict[str, sitk.Image],
+                  case: PreprocessedCase, prediction) -> str:
+    """Write the QC report into ``folder``; its own time is added to the summary's timings."""
+    from .report import ReportData, write_report  # matplotlib is imported only for a report
+
+    started = time.perf_counter()
+    geometry = {role: {"size": image.GetSize(), "spacing_mm": image.GetSpacing()}
+                for role, image in images.items()}
+    write_report(folder / REPORT_FILE, ReportData(
+        summary=summary, lesions=result.lesions, flair=case.flair_native, labels=result.labels,
+        input_geometry=geometry, working_images=case.images, brain_mask=case.brain_mask,
+        working_mask=prediction.mask))
+    seconds = time.perf_counter() - started
+    summary["timings_s"]["report"] = round(seconds, 3)
+    summary["timings_s"]["total"] = round(summary["timings_s"]["total"] + seconds, 3)
+    return REPORT_FILE
 
 
 def _working_arrays(case: PreprocessedCase, prediction, anatomy) -> dict[str, np.ndarray]:

@@ -145,3 +145,22 @@ def test_cli_refuses_another_persons_t1w_with_exit_2_and_no_output(shared_data, 
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert str(t1) in proc.stderr and str(flair) in proc.stderr and "same head" in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.realdata
+def test_allow_mismatch_runs_with_a_warning_in_summary_and_report(shared_data, tiny_model, tmp_path):
+    import json
+
+    from allnet.pipeline import segment
+
+    mni = shared_data / "lesjak2018" / "mni"
+    t1, flair = mni / "patient19" / "T1.nii.gz", mni / "patient07" / "FLAIR.nii.gz"
+    result = segment(t1, flair, output_dir=tmp_path / "out", preprocessed=True, model=str(tiny_model),
+                     allow_mismatch=True)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    mismatch = [w for w in summary["warnings"] if "same head" in w]
+    assert len(mismatch) == 1 and str(t1) in mismatch[0] and str(flair) in mismatch[0]
+    assert summary["qc"]["head_check"]["t1"]["same_head"] is False
+    assert summary["outputs"]["report"] == "report.html" and "report" in summary["timings_s"]
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "same head" in report and result.files["report"].is_file()

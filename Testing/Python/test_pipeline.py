@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import slicerio
 
 from allnet import outputs, pipeline
+from allnet.contract import REPORT_FILE
 from allnet.grid import array_to_working_image, working_reference
 from allnet.inference import Prediction
 from allnet.model import ModelConfig, random_bundle, save_model_file
@@ -51,7 +52,7 @@ def test_outputs_geometry_and_summary(mni_case, tiny_model, tmp_path) -> None:
     result = pipeline.segment(mni_case["t1"], mni_case["flair"], mni_case["t2"], out,
                               model=str(tiny_model), preprocessed=True, device="cpu")
     expected = {outputs.MASK_FILE, outputs.PROBABILITY_FILE, outputs.LABELS_FILE, outputs.ZONES_FILE,
-                outputs.SEGMENTATION_FILE, outputs.TABLE_FILE, outputs.SUMMARY_FILE}
+                outputs.SEGMENTATION_FILE, outputs.TABLE_FILE, outputs.SUMMARY_FILE, REPORT_FILE}
     assert {p.name for p in out.iterdir()} == expected
     flair = sitk.ReadImage(str(mni_case["flair"]))
     for name in (outputs.MASK_FILE, outputs.PROBABILITY_FILE, outputs.LABELS_FILE, outputs.ZONES_FILE):
