@@ -41,7 +41,7 @@ NOT_ON_PANEL: dict[str, str] = {
     "write_probability": "the lesion table needs the probability file; keepProbability decides loading",
     "per_lesion_segments": "the panel imports the mask through its colour table",
     "save_working_grid": "working-grid files are for command-line users",
-    "report": "the QC report is always written; it stays in the run folder",
+    "report": "the QC report is always written; after import it is kept in Slicer's temporary folder (ALLNetReports/) and named in the Log",
 }
 # Post-processing settings: sent only when the user turns off "use the model's plan".
 PLAN_SETTINGS = ("threshold", "min_lesion_mm3", "connectivity", "lesion_score_threshold")
