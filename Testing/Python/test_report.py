@@ -154,3 +154,22 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     dark = picture < 60
     assert dark.mean() > 0.05  # the black-background pictures are drawn
     assert (picture > 240).mean() > 0.3  # on the white page
+
+
+def test_no_report_setting_writes_none(tmp_path):
+    """``report=False`` (``--no-report``): the run writes no report.html and lists none."""
+    import json
+
+    from allnet.model import ModelConfig, random_bundle, save_model_file
+    from allnet.pipeline import segment
+
+    data = _report_data()
+    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, max_channels=8, head_channels=4,
+                                       head_mlp=(4,)), n=1)
+    model = tmp_path / "tiny.pt"
+    save_model_file(model, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
+    t1 = array_to_working_image(data.working_images["t1"])
+    segment(t1, data.flair, output_dir=tmp_path / "out", preprocessed=True, model=str(model), report=False)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert not (tmp_path / "out" / "report.html").exists()
+    assert "report" not in summary["outputs"] and "report" not in summary["timings_s"]
