@@ -2,11 +2,12 @@
 
 Every region is a bool array, KJI, on the working grid (FSL MNI152 1 mm, see
 ``allnet.grid``). They are built by this module from the template and its tissue priors
-(``allnet.templates``: nothing is downloaded) with the rules below, once per process
-(~2 s, cached). Coordinates are MNI RAS mm (x right, y anterior, z superior).
+(``allnet.templates``: nothing is downloaded) with the rules below, once (3-5 s), then
+kept in the user cache folder (``cache_file``). Coordinates are MNI RAS mm (x right,
+y anterior, z superior).
 
-"tissue" = template brain mask with GM + WM prior >= 0.5 and template T1 >= TISSUE_T1_MIN; "CSF" = brain mask with CSF
-prior >= 0.5; "GM-dominant" = tissue with GM prior >= WM prior.
+"tissue" = template brain mask with GM + WM prior >= 0.5 and template T1 >= TISSUE_T1_MIN;
+"CSF" = brain mask with CSF prior >= 0.5; "GM-dominant" = tissue with GM prior >= WM prior.
 
 Posterior fossa and brainstem
   tentorium      the surface ``tentorium_z(x, y)``: a ridge along the straight sinus,
@@ -16,11 +17,12 @@ Posterior fossa and brainstem
   diencephalic   the midbrain / diencephalon boundary: the plane through the posterior
   plane          commissure (y = -30, z = -2) and the back of the mammillary bodies
                  (y = -12, z = -14), constant over x.
-  brainstem      tissue below the diencephalic plane with |x| <= BRAINSTEM_HALF_WIDTH_MM,
-                 y <= BRAINSTEM_FRONT_Y_MM and in front of the back line
-                 ``BRAINSTEM_BACK`` (the tectum, the floor of the fourth ventricle, the back
-                 of the medulla); the 6-connected component that holds the pons
-                 (0, -25, -30).
+  brainstem      tissue below the diencephalic plane and below BRAINSTEM_TOP_Z_MM, with
+                 |x| <= BRAINSTEM_HALF_WIDTH_MM, y <= BRAINSTEM_FRONT_Y_MM and in front of
+                 the back line ``BRAINSTEM_BACK`` (the tectum, the floor of the fourth
+                 ventricle, the back of the medulla); the 6-connected component that holds
+                 the pons (0, -25, -30), found after a 2-voxel erosion (which cuts thin
+                 bridges to the medial temporal lobes) and grown back inside the tissue.
   fourth_ventricle  CSF in |x| <= 12, -55 <= y <= -30, -45 <= z <= -15: the component
                  with most voxels.
   cerebellum     tissue below the tentorium and behind CEREBELLUM_FRONT_Y_MM (or, below
@@ -35,9 +37,9 @@ Ventricles
                  the box |x| <= 20, -30 <= y <= 20, 5 <= z <= 25 (see
                  ``template_ventricles``, which also gives the search region used to
                  find a subject's ventricles).
-  third_ventricle  the part with |x| <= THIRD_VENTRICLE_HALF_WIDTH_MM and z <= 8 mm
-                 (under the bodies of the lateral ventricles); ``lateral_ventricles`` the
-                 rest.
+  third_ventricle  the largest CSF component in |x| <= THIRD_VENTRICLE_HALF_WIDTH_MM,
+                 -32 <= y <= 2, -8 <= z <= 8 (under the bodies of the lateral
+                 ventricles); ``lateral_ventricles``: the ventricles outside that box.
 Grey matter
   cortex         GM-dominant tissue, supratentorial (not infratentorial nor in the
                  brainstem or cerebellum search boxes), within CORTEX_DEPTH_MM of the brain
@@ -51,7 +53,7 @@ Grey matter
                  the fornix body (|x| <= 6, -30 <= y <= 0, 5 <= z <= 22, within 3 mm of the
                  lateral ventricles) and the hypothalamus (|x| <= 10, -16 <= y <= 8,
                  -16 <= z <= 0, within 5 mm of the third ventricle).
-  choroid_plexus the lateral ventricles and the 2 mm around them in the atria
+  choroid_plexus the lateral ventricles and the 1 mm around them in the atria
                  (15 <= |x| <= 38, -55 <= y <= -20, 0 <= z <= 28), where the glomus of the
                  choroid plexus lies, and the roof of the third ventricle (|x| <= 5,
                  -25 <= y <= 0, z >= 0 in the third ventricle).
