@@ -34,6 +34,15 @@ def runOutputs(outputDir: str | Path) -> dict[str, Path]:
     return {key: Path(outputDir) / name for key, name in listed.items()}
 
 
+def runWarnings(outputDir: str | Path) -> list[str]:
+    """The warnings of a run (``summary.json`` ``warnings``: a missing T2W, a head mismatch let
+    through with allow_mismatch, ...)."""
+    import json
+
+    summary = json.loads((Path(outputDir) / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return [str(w) for w in summary.get("warnings") or []]
+
+
 def runPlan(outputDir: str | Path) -> dict:
     """The post-processing values the run applied (``summary.json`` ``inference_plan``)."""
     import json
@@ -54,6 +63,7 @@ class ImportedResult:
     rows: list = field(default_factory=list)
     maps: dict = field(default_factory=dict)
     reportPath: Path | None = None  # the run's QC report, kept after its folder is deleted
+    warnings: list = field(default_factory=list)  # the run's summary.json warnings, for the Log
 
 
 def placeInStudyOf(referenceNode, node) -> None:
@@ -136,7 +146,7 @@ class ResultImporter:
             segmentationNode.SetAttribute(PROBABILITY_ATTRIBUTE, probabilityNode.GetID())
             detachFromFile(probabilityNode)
         return ImportedResult(segmentationNode, probabilityNode, outputDir, self.readRows(outputDir),
-                              self.readMaps(outputDir))
+                              self.readMaps(outputDir), warnings=runWarnings(outputDir))
 
     @staticmethod
     def readRows(outputDir: Path) -> list[dict]:

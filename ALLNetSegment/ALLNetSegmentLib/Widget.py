@@ -278,6 +278,8 @@ class Widget(VTKObservationMixin):
         self.ui.progressBar.value = 100
         if result.reportPath is not None:
             self.onLog(f"QC report of this run: {result.reportPath}")
+        for warning in result.warnings:  # e.g. a head mismatch let through by "Allow head mismatch"
+            self.onLog(f"Warning: {warning}")
         self.runMaps = dict(result.maps)
         self.rows = list(result.rows) if result.rows else self._recomputedRows()
         self._showTables()

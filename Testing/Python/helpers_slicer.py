@@ -47,7 +47,9 @@ FAKE_CORE = textwrap.dedent("""
     (out / "report.html").write_text("<html>QC report</html>")
     outputs = {"mask": "lesion_mask.nii.gz", "probability": "lesion_probability.nii.gz", "table": "lesions.csv",
                "report": "report.html"}
-    (out / "summary.json").write_text(json.dumps({"outputs": outputs}))
+    warnings = ["T1W.nrrd does not look like the same head as FLAIR.nrrd (edge correlation 0.31 < 0.45); "
+                "run continued because of --allow-mismatch"] if "--allow-mismatch" in args else []
+    (out / "summary.json").write_text(json.dumps({"outputs": outputs, "warnings": warnings}))
     print("ALLNET-RESULT " + json.dumps({"output_dir": str(out), "summary": str(out / "summary.json")}), flush=True)
 """)
 

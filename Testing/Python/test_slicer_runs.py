@@ -57,6 +57,15 @@ def test_a_successful_run_removes_its_work_folder_and_keeps_what_the_table_needs
     assert report.read_text() == "<html>QC report</html>" and report.parent.parent == Path(slicer.app.temporaryPath)
 
 
+def test_a_head_mismatch_let_through_reaches_the_log(panel, tmp_path):
+    """"Allow head mismatch" sends --allow-mismatch; the run's summary warning is shown in the Log."""
+    panel.panel._parameterNode.allowMismatch = True
+    w, _ = runPanel(panel, tmp_path)
+    assert w.ui.statusLabel.text.startswith("Done")
+    warnings = [x for x in w.ui.logTextEdit.plainText.splitlines() if x.startswith("Warning: ")]
+    assert len(warnings) == 1 and "same head" in warnings[0]
+
+
 def test_a_failed_run_keeps_its_work_folder_and_says_where(panel, tmp_path):
     panel.scriptPath.write_text(
         "import json, sys\nfrom pathlib import Path\n"
