@@ -30,7 +30,8 @@ from scipy import ndimage
 
 from allnet.atomic import write_text_atomic
 from allnet.model import ModelBundle, load_model_file
-from allnet.plan import DEFAULT_PLAN
+from allnet.pipeline import model_plan
+from allnet.plan import DEFAULT_PLAN, InferencePlan
 from allnet.postprocess import postprocess_array
 from allnet.preprocessing.intensity import normalise
 
@@ -87,9 +88,11 @@ def perturb(case: CachedCase, name: str) -> CachedCase:
 
 
 def final_mask(bundle: ModelBundle, case: CachedCase) -> np.ndarray:
-    """The product's lesion mask of a cached case (bool KJI): prediction + post-processing."""
-    prediction = predict_cached(bundle, case)
-    labels, _ = postprocess_array(prediction.mask.astype(np.float32), DEFAULT_PLAN,
+    """The product's lesion mask of a cached case (bool KJI): prediction + post-processing
+    with the model's own inference plan (the defaults for a model without one)."""
+    plan = InferencePlan.from_dict(model_plan(bundle))
+    prediction = predict_cached(bundle, case, threshold=plan.threshold)
+    labels, _ = postprocess_array(prediction.mask.astype(np.float32), plan,
                                   prediction.sphere_probability)
     return labels > 0
 
