@@ -39,3 +39,22 @@ def model_file(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.pt"
     save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
     return path
+
+
+@pytest.fixture()
+def module():
+    """The ALLNetSegment Slicer module, imported against the Slicer stand-in on a clean scene."""
+    import importlib
+
+    from helpers_slicer import resetSlicer
+
+    resetSlicer()
+    return importlib.import_module("ALLNetSegment")
+
+
+@pytest.fixture()
+def panel(module, tmp_path, monkeypatch):
+    """The module's panel set up with the core replaced by a stand-in process (helpers_slicer)."""
+    from helpers_slicer import makePanel
+
+    return makePanel(module, tmp_path, monkeypatch)

@@ -2,7 +2,6 @@
 module, File > Close Scene, Show 3D on a fresh segmentation, and the input selectors."""
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import types
@@ -10,20 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers_slicer import loadCase, makePanel, resetSlicer, runEventLoopUntil
+from helpers_slicer import loadCase, runEventLoopUntil
 
 import slicer  # noqa: E402  (the stand-in)
-
-
-@pytest.fixture()
-def module():
-    resetSlicer()
-    return importlib.import_module("ALLNetSegment")
-
-
-@pytest.fixture()
-def panel(module, tmp_path, monkeypatch):
-    return makePanel(module, tmp_path, monkeypatch)
 
 
 def segmentCase(panel, tmp_path):

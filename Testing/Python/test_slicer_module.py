@@ -4,30 +4,18 @@ core process (inputs written, progress, import, table, row jump, edit -> debounc
 export, cancel)."""
 from __future__ import annotations
 
-import importlib
 import json
 import types
 
 import numpy as np
 import pytest
 
-from helpers_slicer import loadCase, makePanel, resetSlicer, runEventLoopUntil
+from helpers_slicer import loadCase, runEventLoopUntil
 
 import qt  # noqa: E402
 import slicer  # noqa: E402
 from ALLNetSegmentLib.InputMatching import assignByName, roleOfName  # noqa: E402
 from ALLNetSegmentLib.Parameter import DEVICES, SegmentationSettings  # noqa: E402
-
-@pytest.fixture()
-def module():
-    resetSlicer()
-    return importlib.import_module("ALLNetSegment")
-
-
-@pytest.fixture()
-def panel(module, tmp_path, monkeypatch):
-    return makePanel(module, tmp_path, monkeypatch)
-
 
 def test_module_metadata_cites_the_method(module):
     parent = types.SimpleNamespace()

@@ -3,7 +3,6 @@ the device probe outside the GUI process, dependency installation honoured by sc
 and the core's `allnet demo --case-only` that Load sample runs."""
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -15,17 +14,6 @@ from helpers_slicer import MODULE_DIR, loadCase, makePanel, resetSlicer, runEven
 
 import slicer  # noqa: E402  (the stand-in)
 from ALLNetSegmentLib.InstallLogic import InstallLogic  # noqa: E402
-
-
-@pytest.fixture()
-def module():
-    resetSlicer()
-    return importlib.import_module("ALLNetSegment")
-
-
-@pytest.fixture()
-def panel(module, tmp_path, monkeypatch):
-    return makePanel(module, tmp_path, monkeypatch)
 
 
 def runPanel(panel, tmp_path):
