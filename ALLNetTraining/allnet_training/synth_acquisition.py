@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from allnet.preprocessing.intensity import CLIP, IQR_TO_SD
+from allnet.preprocessing.intensity import normalise
 
 
 class BiasField:
@@ -98,20 +98,9 @@ def quantise(image: np.ndarray, top: float, levels: int = 256) -> np.ndarray:
 
 def robust_zscore(image: np.ndarray, mask: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``allnet.preprocessing.intensity.normalise`` with the brain statistics (median, IQR)
-    taken from ``reference`` (intensities of a random sample of the whole brain) instead
-    of ``image[mask]``: a crop does not hold the whole brain. Same formula, constants and
-    clipping; float32, zero outside ``mask``."""
-    out = np.zeros(image.shape, dtype=np.float32)
-    values = np.asarray(reference, dtype=np.float64)
-    if values.size == 0:
-        return out
-    q25, median, q75 = np.percentile(values, [25, 50, 75])
-    scale = (q75 - q25) / IQR_TO_SD
-    if not np.isfinite(scale) or scale <= 0:
-        return out
-    inside = mask > 0
-    out[inside] = np.clip((image[inside] - median) / scale, -CLIP, CLIP).astype(np.float32)
-    return out
+    taken from ``reference`` (intensities of a random sample of the whole brain) instead of
+    ``image[mask]``: a crop does not hold the whole brain. Float32, zero outside ``mask``."""
+    return normalise(image, mask, reference)
 
 
 def smooth_noise(shape: tuple[int, ...], rng: np.random.Generator, sigma: float) -> np.ndarray:
