@@ -166,6 +166,17 @@ LONGITUDINAL_OUTPUT_FILES: dict[str, str] = {
     "report": REPORT_FILE,  # only when written (not with --no-report)
     "summary": SUMMARY_FILE,
 }
+SUMMARY_COUNTS_KEY = "counts"  # longitudinal summary.json: {change class: number of lesions}
+
+# The ``allnet longitudinal`` command line as other layers (the Slicer module) build it:
+# the sub-command, the image option of each (visit, modality), the output folder option and
+# the machine-readable progress options (ALLNET-PROGRESS/-RESULT/-ERROR lines on stdout).
+LONGITUDINAL_COMMAND = "longitudinal"
+VISITS: tuple[str, ...] = ("baseline", "followup")
+LONGITUDINAL_INPUT_OPTIONS: dict[tuple[str, str], str] = {
+    (visit, modality): f"--{visit}-{modality}" for visit in VISITS for modality in ("flair", "t1", "t2")}
+OUTPUT_OPTION = "--output"
+PROGRESS_JSON_OPTIONS: tuple[str, ...] = ("--progress", "json")
 
 # Image files the core reads by name (cohort folders, evaluation folders, the Slicer sample),
 # longest first so that ".nii.gz" wins over ".nii".
