@@ -113,6 +113,12 @@ class vtkMRMLSegmentationNode(vtkMRMLDisplayableNode):
         super().__init__()
         self._segmentation = vtkSegmentation(owner=self)
         self.closedSurface = False
+        self._sourceGrid = None  # (shape KJI, IJK->RAS) of segments read from a file
+
+    def setSourceGrid(self, shape, ijkToRas):
+        """Stand-in only: the grid of segments read from a file (vtkMRMLSegmentationStorageNode keeps
+        a loaded segmentation's labelmap geometry until a reference volume is set)."""
+        self._sourceGrid = (tuple(int(n) for n in shape), np.array(ijkToRas, dtype=float))
 
     @staticmethod
     def GetReferenceImageGeometryReferenceRole():
@@ -122,12 +128,29 @@ class vtkMRMLSegmentationNode(vtkMRMLDisplayableNode):
         return self._segmentation
 
     # virtual void SetReferenceImageGeometryParameterFromVolumeNode(vtkMRMLScalarVolumeNode* volumeNode)
+    # Segments here live on the reference grid, so segments already present are resampled onto
+    # the new one (in Slicer they keep their own geometry and are resampled when exported).
     def SetReferenceImageGeometryParameterFromVolumeNode(self, volumeNode):
+        from . import util
+
+        old = self._sourceGrid
+        reference = self.GetNodeReference(self.GetReferenceImageGeometryReferenceRole())
+        if reference is not None:
+            old = (reference.array.shape, reference.ijkToRas)
         self.SetNodeReferenceID(self.GetReferenceImageGeometryReferenceRole(), volumeNode.GetID())
+        if old is None:
+            return
+        for segmentId in list(self._segmentation._segments):
+            segment = self._segmentation.GetSegment(segmentId)
+            if segment.mask is not None:
+                segment.mask = util._resampleNearest(segment.mask.astype(np.uint8), old[1], volumeNode.array.shape,
+                                                     volumeNode.ijkToRas) > 0
 
     def referenceGrid(self):
-        """Stand-in only: (shape KJI, IJK->RAS) of the reference geometry."""
+        """Stand-in only: (shape KJI, IJK->RAS) of the reference geometry (else of the file read)."""
         reference = self.GetNodeReference(self.GetReferenceImageGeometryReferenceRole())
+        if reference is None and self._sourceGrid is not None:
+            return self._sourceGrid
         if reference is None:
             raise RuntimeError("stand-in: segmentation has no reference geometry")
         return reference.array.shape, reference.ijkToRas

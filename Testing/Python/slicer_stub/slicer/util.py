@@ -82,6 +82,8 @@ def loadNodeFromFile(filename, filetype=None, properties={}, returnNode=False):
         raise RuntimeError(f"Failed to load node from file: {filename}")
     if filetype == "ColorTableFile":
         return _loadColorTableCsv(filename)
+    if filetype == "SegmentationFile":
+        return _loadSegmentationFile(filename, properties)
     if filetype == "VolumeFile":
         import SimpleITK as sitk
 
@@ -121,6 +123,59 @@ def _loadColorTableCsv(filename):
             node._entries[int(row["LabelValue"])] = {"name": row.get("Name", ""), "rgba": rgba,
                                                      "terminology": terminology}
     return node
+
+
+def _loadSegmentationFile(filename, properties):
+    """vtkSlicerSegmentationsModuleLogic::LoadSegmentationFromFile (Modules/Loadable/Segmentations/
+    Logic) for a .seg.nrrd: a storage node named "<name>_Storage" pointing at the file, the node
+    (named ``properties["name"]``, else the file name without its extension) added to the scene
+    before the segments are read (vtkMRMLSegmentationStorageNode::ReadData: ID, name, colour,
+    terminology and label value of each segment, in file order), no display node."""
+    import slicerio
+
+    from .mrml_segmentation import vtkSegment
+
+    if not str(filename).lower().endswith(".seg.nrrd"):
+        raise NotImplementedError(f"stand-in: segmentation file type of {filename}")
+    data = slicerio.read_segmentation(str(filename))
+    name = properties.get("name") or Path(filename).name[: -len(".seg.nrrd")]
+    storageNode = slicer.vtkMRMLSegmentationStorageNode()
+    storageNode.SetName(name + "_Storage")
+    storageNode.SetFileName(str(filename))
+    slicer.mrmlScene.AddNode(storageNode)
+    node = slicer.vtkMRMLSegmentationNode()
+    node.SetName(name)
+    node.SetAndObserveStorageNodeID(storageNode.GetID())
+    slicer.mrmlScene.AddNode(node)
+    voxels = np.asarray(data["voxels"])  # IJK, or layer first when segments overlap
+    layers = voxels[np.newaxis] if voxels.ndim == 3 else voxels
+    node.setSourceGrid(layers.shape[:0:-1], _LPS @ np.asarray(data["ijkToLPS"], float))
+    for item in data["segments"]:
+        segment = vtkSegment()
+        segment.SetName(item.get("name", item["id"]))
+        segment.SetColor(*item.get("color", (0.5, 0.5, 0.5))[:3])
+        segment.SetLabelValue(item.get("labelValue", 1))
+        if item.get("terminology"):
+            segment.SetTerminology(_terminologyString(item["terminology"]))
+        segment.mask = (layers[item.get("layer", 0)] == item.get("labelValue", 1)).transpose(2, 1, 0)
+        node.GetSegmentation().AddSegment(segment, item["id"])
+    return node
+
+
+def _terminologyString(entry: dict) -> str:
+    """The segment's "TerminologyEntry" tag as vtkSegment::GetTerminology returns it
+    ("context~category~type~typeModifier~anatomicContext~region~regionModifier", codes
+    "scheme^value^meaning"), from slicerio's parsed form."""
+    def code(key):
+        return "^".join(entry.get(key) or ("", "", ""))
+
+    return "~".join([entry.get("contextName", ""), code("category"), code("type"), code("typeModifier"),
+                     entry.get("anatomicContextName", ""), code("anatomicRegion"), code("anatomicRegionModifier")])
+
+
+# def loadSegmentation(filename, properties={}, returnNode=False):
+def loadSegmentation(filename, properties={}, returnNode=False):
+    return loadNodeFromFile(filename, "SegmentationFile", properties, returnNode)
 
 
 # def loadColorTable(filename, returnNode=False):
