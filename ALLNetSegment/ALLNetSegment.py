@@ -123,6 +123,25 @@ class ALLNetSegmentLogic(ScriptedLoadableModuleLogic):
         return self.segmentationLogic.segment(t1Node, flairNode, t2Node, segmentationNode,
                                               SegmentationSettings.fromOptions(**options), keepOutputs=keepOutputs)
 
+    def longitudinal(self, baselineFlairNode, followupFlairNode, baselineT1Node=None, followupT1Node=None,
+                     baselineT2Node=None, followupT2Node=None, keepOutputs=False, **options):
+        """Compare two visits with ``allnet longitudinal`` and load the lesion changes (blocking).
+        A FLAIR at both visits and a T1W at one visit at least; ``options`` are
+        ``allnet.contract.RunSettings`` fields. Returns a ``LongitudinalImport.ChangeResult``
+        (segmentationNode, tableNode, counts per class)."""
+        from allnet.contract import VISITS
+        from ALLNetSegmentLib.LongitudinalLogic import LongitudinalLogic
+        from ALLNetSegmentLib.Parameter import SegmentationSettings
+
+        self.ensureDependencies()
+        baseline, followup = VISITS
+        volumes = {(baseline, "flair"): baselineFlairNode, (baseline, "t1"): baselineT1Node,
+                   (baseline, "t2"): baselineT2Node, (followup, "flair"): followupFlairNode,
+                   (followup, "t1"): followupT1Node, (followup, "t2"): followupT2Node}
+        logic = LongitudinalLogic(MODULE_DIR, self.segmentationLogic.runner,
+                                  installLogic=self.segmentationLogic.installLogic)
+        return logic.run(volumes, SegmentationSettings.fromOptions(**options), keepOutputs=keepOutputs)
+
 
 RECORDED_RUN_DIR = MODULE_DIR / "Resources" / "Testing" / "RecordedRun"
 FULL_TEST_VARIABLE = "ALLNET_SELFTEST_FULL"  # "1": also build the sample case and run the network

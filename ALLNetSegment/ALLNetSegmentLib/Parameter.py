@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from allnet.contract import RunSettings, setting_choices, setting_range
+from allnet.contract import LONGITUDINAL_INPUT_OPTIONS, RunSettings, setting_choices, setting_range
 from allnet.plan import DEFAULT_PLAN
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -45,6 +45,10 @@ NOT_ON_PANEL: dict[str, str] = {
 }
 # Post-processing settings: sent only when the user turns off "use the model's plan".
 PLAN_SETTINGS = ("threshold", "min_lesion_mm3", "connectivity", "lesion_score_threshold")
+# Longitudinal mode: (visit, modality) of allnet.contract.LONGITUDINAL_INPUT_OPTIONS ->
+# parameter-node name of the volume selected for it ("baselineFlairVolume", ...).
+VISIT_VOLUMES: dict[tuple[str, str], str] = {
+    (visit, modality): f"{visit}{modality.capitalize()}Volume" for visit, modality in LONGITUDINAL_INPUT_OPTIONS}
 
 
 @parameterNodeWrapper
@@ -56,6 +60,8 @@ class ALLNetSegmentParameterNode:
     connectivity, lesion-score threshold); otherwise the four values below are sent.
     tta, ensemble, device, preprocessed, allowMismatch: see ``allnet.contract.RunSettings``.
     keepProbability: load the probability map as a volume.
+    baseline*/followup*Volume (``VISIT_VOLUMES``): the longitudinal mode's inputs (FLAIR at both
+    visits, T1W at one at least, T2W optional); changeSegmentation: its last result.
     """
 
     t1Volume: vtkMRMLScalarVolumeNode
@@ -74,6 +80,13 @@ class ALLNetSegmentParameterNode:
     preprocessed: bool = RunSettings.preprocessed
     allowMismatch: bool = RunSettings.allow_mismatch
     keepProbability: bool = True
+    baselineFlairVolume: vtkMRMLScalarVolumeNode
+    baselineT1Volume: vtkMRMLScalarVolumeNode
+    baselineT2Volume: vtkMRMLScalarVolumeNode
+    followupFlairVolume: vtkMRMLScalarVolumeNode
+    followupT1Volume: vtkMRMLScalarVolumeNode
+    followupT2Volume: vtkMRMLScalarVolumeNode
+    changeSegmentation: vtkMRMLSegmentationNode
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from .Correction import Correction
 from .DeviceInfo import NOT_PROBED_TEXT, PROBING_TEXT, probeDevices
 from .Export import exportResults
 from .InputMatching import assignByName, inputProblem
+from .LongitudinalLogic import LongitudinalLogic
+from .LongitudinalPanel import LongitudinalPanel
 from .Parameter import ALLNetSegmentParameterNode, SegmentationSettings
 from .ResultImporter import CONNECTIVITY_ATTRIBUTE
 from .SegmentationLogic import SegmentationLogic, pythonSlicerExecutable
@@ -73,6 +75,10 @@ class Widget(VTKObservationMixin):
         self.logic.finished.connect(self.onFinished)
         self.logic.sampleFinished.connect(self.onSampleFinished)
         self.logic.installLogic.progressInfo.connect(self.onLog)
+        # One core process at a time: the longitudinal mode shares the runner and the installer.
+        self.longitudinal = LongitudinalPanel(
+            self.ui, LongitudinalLogic(self.moduleDir, self.logic.runner, installLogic=self.logic.installLogic),
+            lambda: self._parameterNode, self.onLog, lambda running: self._setRunning(running, longitudinal=True))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -110,6 +116,7 @@ class Widget(VTKObservationMixin):
         self._observeSegmentation(None)
         self.correction.onSceneStartClose()
         self._resetResults()
+        self.longitudinal.onSceneStartClose()
         self.ui.lesionTableView.setMRMLTableNode(None)
         self.ui.totalsTableView.setMRMLTableNode(None)
         self.ui.statusLabel.text = ""
@@ -177,6 +184,7 @@ class Widget(VTKObservationMixin):
         self._saveMachineSettings()
         if not self.logic.isRunning():
             self._updateApplyButton()
+            self.longitudinal.updateButton()
         self._observeSegmentation(p.outputSegmentation)
 
     def _updateApplyButton(self) -> None:
@@ -237,15 +245,20 @@ class Widget(VTKObservationMixin):
             self.logic.startSample()
             self._setRunning(True)
 
-    def _setRunning(self, running: bool) -> None:
-        self.ui.applyButton.text = CANCEL_TEXT if running else APPLY_TEXT
+    def _setRunning(self, running: bool, longitudinal: bool = False) -> None:
+        """Lock the controls during a run; ``longitudinal``: the run is the longitudinal section's,
+        which keeps its own Cancel button."""
+        self.ui.applyButton.text = CANCEL_TEXT if running and not longitudinal else APPLY_TEXT
         if running:
-            self.ui.applyButton.enabled = True
+            self.ui.applyButton.enabled = not longitudinal
         else:
             self._updateApplyButton()
-        for name in ("inputsCollapsibleButton", "outputsCollapsibleButton", "advancedCollapsibleButton"):
+            self.longitudinal.updateButton()
+        sections = ["inputsCollapsibleButton", "outputsCollapsibleButton", "advancedCollapsibleButton"]
+        for name in sections if longitudinal else [*sections, "longitudinalCollapsibleButton"]:
             getattr(self.ui, name).enabled = not running
         if running:
+            self._startTime = time.time()
             self.ui.progressBar.value = 0
             self.ui.statusLabel.text = "Starting..."
 
