@@ -41,6 +41,7 @@ from .pipeline import ImageInput, load_models, model_plan
 from .plan import resolve_plan
 from .postprocess import postprocess
 from .preprocessing import registration
+from .preprocessing.intensity import apply_normalisation
 from .preprocessing.pair import VISIT_NAMES, VISITS, PairCase, VisitImages, preprocess_pair
 from .progress import Progress
 
@@ -181,6 +182,10 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
                            allow_mismatch=settings.allow_mismatch)
     progress.stage("anatomy", message="tissue segmentation and anatomy maps (one head, both visits)")
     anatomy = compute_anatomy(case.t1_for_anatomy, case.brain_mask)
+    # one head: both visits are referenced to the same tissue voxels
+    for visit in VISITS:
+        case.images[visit] = apply_normalisation(case.images[visit], case.brain_mask, anatomy.tissue,
+                                                 resolved.plan.normalisation)
 
     predictions = {}
     for index, visit in enumerate(VISITS):

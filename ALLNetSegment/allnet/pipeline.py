@@ -27,6 +27,7 @@ from .lesions import Lesion, lesion_table, lesion_totals
 from .model import ModelBundle, bundled_model_path, load_model_file
 from .plan import PLAN_META_KEY, InferencePlan, ResolvedPlan, resolve_plan
 from .postprocess import postprocess
+from .preprocessing.intensity import apply_normalisation
 from .preprocessing.pipeline import PreprocessedCase, preprocess
 from .progress import Progress
 
@@ -165,6 +166,8 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     warnings += case.warnings  # a head mismatch let through by allow_mismatch
     progress.stage("anatomy", message="tissue segmentation and anatomy maps")
     anatomy = compute_anatomy(case.images["t1"], case.brain_mask)
+    case.images = apply_normalisation(case.images, case.brain_mask, anatomy.tissue,
+                                      resolved.plan.normalisation)
 
     progress.stage("network", message=f"running {len(bundle.members)} model(s)")
     stack = np.stack([case.images.get(m, np.zeros_like(case.images["flair"]))

@@ -21,8 +21,11 @@ from .contract import RunSettings, SettingError
 PLAN_META_KEY = "inference_plan"
 GRID_MNI152_1MM = "mni152_1mm"
 NORMALISATION_ROBUST_ZSCORE = "robust-zscore"
+# robust z-score, then WM median -> 0 and the WM-CSF contrast -> a fixed unit, from the T1W
+# tissue segmentation (``allnet.preprocessing.intensity.apply_normalisation``)
+NORMALISATION_WM_CSF = "wm-csf"
 SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
-SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE,)
+SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,8 @@ import SimpleITK as sitk
 import allnet
 from allnet.atomic import atomic_file
 from allnet.errors import InputError
+from allnet.plan import NORMALISATION_ROBUST_ZSCORE
+from allnet.preprocessing.intensity import apply_normalisation
 
 from .data import Case
 
@@ -48,12 +50,32 @@ class CachedCase:
     brain: np.ndarray
     tissue: np.ndarray
     present: tuple[str, ...]
+    # what ``images`` hold: the cache stores the robust z-score (``allnet.plan`` names)
+    normalisation: str = NORMALISATION_ROBUST_ZSCORE
 
     def images_float32(self) -> np.ndarray:
         return self.images.astype(np.float32)
 
     def anatomy_float32(self) -> np.ndarray:
         return self.anatomy.astype(np.float32)
+
+
+def with_normalisation(case: CachedCase, normalisation: str) -> CachedCase:
+    """``case`` with its images in the model normalisation ``normalisation`` (from the stored
+    robust z-score and the case's tissue labels, exactly as ``allnet segment`` applies it);
+    the same case when it already is."""
+    if normalisation == case.normalisation:
+        return case
+    if case.normalisation != NORMALISATION_ROBUST_ZSCORE:
+        raise ValueError(f"{case.case_id}: cannot convert {case.normalisation!r} images to {normalisation!r}")
+    images = {name: case.images[i].astype(np.float32) for i, name in enumerate(MODALITIES)
+              if name in case.present}
+    out = apply_normalisation(images, case.brain, case.tissue, normalisation)
+    stacked = np.zeros_like(case.images)
+    for i, name in enumerate(MODALITIES):
+        if name in out:
+            stacked[i] = out[name].astype(case.images.dtype)
+    return replace(case, images=stacked, normalisation=normalisation)
 
 
 def preprocessing_version() -> str:

@@ -31,7 +31,7 @@ from allnet.postprocess import postprocess_array
 from allnet.model import ModelBundle, ModelConfig, load_model_file
 from allnet.synthesis import LesionShapeBank
 
-from .cache import MODALITIES, CachedCase
+from .cache import MODALITIES, CachedCase, with_normalisation
 from .domain_synth import DomainSynth
 from .ensemble import export_bundle, train_ensemble
 from .patches import CropSampler, SamplerConfig
@@ -65,7 +65,9 @@ def flair_baseline(case: CachedCase, threshold: float) -> np.ndarray:
 
 def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu",
                    ensemble: str = "full", threshold: float = 0.5):
-    """``allnet.inference.predict`` on a cached case (whole working-grid volume)."""
+    """``allnet.inference.predict`` on a cached case (whole working-grid volume), in the
+    model's normalisation."""
+    case = with_normalisation(case, bundle.config.normalisation)
     order = [MODALITIES.index(m) for m in bundle.config.modalities]
     images = case.images[order].astype(np.float32)
     present = [m for m in bundle.config.modalities if m in case.present]
@@ -130,7 +132,8 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
     model of the SAME fold (``fold_<subject>/bundle.pt``) is the warm start, to validate a
     staged recipe without the held-out subject ever reaching its fold."""
     fold_dir = out_dir / f"fold_{subject}"
-    sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank, synth)
+    sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank, synth,
+                          model_config.normalisation)
     meta = {"fold": subject, "training_cases": [c.case_id for c in train_cases]}
     init_states = None
     if init_from is not None:

@@ -54,7 +54,8 @@ def _worker(rank: int, world: int, port: int, model_config: ModelConfig, train_c
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         cases = [load_cached(p) for p in cache_files]
-        sampler = CropSampler(cases, sampler_config, model_config.modalities)
+        sampler = CropSampler(cases, sampler_config, model_config.modalities,
+                              normalisation=model_config.normalisation)
         train(model_config, train_config, sampler, out_dir, progress=False)
     finally:
         dist.destroy_process_group()

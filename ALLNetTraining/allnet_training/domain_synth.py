@@ -29,7 +29,9 @@ Per sample:
    (3-6 mm along a random axis, resampled back to 1 mm), 8-bit quantisation, an imperfect
    skull strip (brain mask grown with extracerebral signal or eroded), missing T2W;
 5. normalisation with the whole brain's statistics (a fixed random sample of its voxels
-   rendered with the same appearance and acquisition draws).
+   rendered with the same appearance and acquisition draws), in the model's normalisation
+   (``DomainSynthConfig.normalisation``; for 'wm-csf' the sample's WM and CSF classes are the
+   reference, as the T1W tissue segmentation is in the pipeline).
 
 The anatomy channels are the brain source's own (``allnet.anatomy.compute_anatomy`` of that
 brain, computed once): the channels move with the tissue under the later spatial
@@ -38,23 +40,31 @@ not change them (the channels see the label map's brain).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from allnet.plan import NORMALISATION_ROBUST_ZSCORE
 from allnet.synthesis import LesionShapeBank
+from allnet.tissue import CSF, GM, WM
 
 from . import labelmaps as lm
 from .cache import MODALITIES, CachedCase
-from .synth_acquisition import BiasField, noisy, quantise, robust_zscore, smooth_noise, thick_slices
+from .synth_acquisition import BiasField, noisy, pipeline_normalised, quantise, smooth_noise, thick_slices
 
 LESION = lm.N_LABELS  # appearance index of lesion voxels
 _CONN26 = np.ones((3, 3, 3), dtype=bool)
 # Where a lesion map may keep its lesions on another brain
 _LESION_TISSUE = (lm.WM, lm.DEEP_GM, lm.CEREBELLAR_WM, lm.BRAINSTEM)
 _REFERENCE_VOXELS = 20_000
+# The T1W tissue class (allnet.tissue) the pipeline's segmentation gives each appearance
+# index: the WM-CSF normalisation takes its reference from these classes.
+_TISSUE_CLASS = np.full(LESION + 1, GM, dtype=np.uint8)
+_TISSUE_CLASS[[lm.BACKGROUND]] = 0
+_TISSUE_CLASS[[lm.VENTRICLE_CSF, lm.SULCAL_CSF]] = CSF
+_TISSUE_CLASS[[lm.WM, lm.CEREBELLAR_WM, lm.BRAINSTEM]] = WM
 
 # Mean intensity relative to WM per label: (low, high) per modality. Labels absent here are
 # drawn like their closest class (see _APPEARANCE_CLASS).
@@ -93,6 +103,7 @@ class DomainSynthConfig:
     lesion_drop: tuple[float, float] = (0.0, 0.4)   # fraction of lesions removed
     lesion_add_max: int = 3                         # real shapes added (0..max)
     flair_gm_bright_p: float = 0.3                  # FLAIR GM drawn near the lesion level
+    normalisation: str = NORMALISATION_ROBUST_ZSCORE  # the model's (allnet.plan names)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,6 +182,13 @@ class DomainSynth:
         brains = [b for b in self.brains if b.subject_id not in banned]
         maps = [m for m in self.maps if m.subject_id not in banned]
         return DomainSynth(brains, maps, self.cfg, self.bank, self.development_subjects)
+
+    def with_normalisation(self, normalisation: str) -> "DomainSynth":
+        """The same generator rendering in the model normalisation ``normalisation``."""
+        if normalisation == self.cfg.normalisation:
+            return self
+        return DomainSynth(self.brains, self.maps, replace(self.cfg, normalisation=normalisation),
+                           self.bank, self.development_subjects)
 
     @property
     def subjects(self) -> set[str]:
@@ -278,7 +296,8 @@ class DomainSynth:
                 top = float(np.percentile(ref, 99.5)) * rng.uniform(1.0, 1.6)
                 image, ref = quantise(image, top), quantise(ref, top)
             if modality in present:
-                images[MODALITIES.index(modality)] = robust_zscore(image, mask, ref)
+                images[MODALITIES.index(modality)] = pipeline_normalised(
+                    image, mask, ref, _TISSUE_CLASS[ref_index], cfg.normalisation)
         return images, present, mask
 
     def _draw_means(self, modality: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

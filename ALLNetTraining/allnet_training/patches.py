@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from allnet.plan import NORMALISATION_ROBUST_ZSCORE
 from allnet.synthesis import LesionShapeBank
 
 from .augment import AugmentConfig, augment, tissue_contrast
-from .cache import MODALITIES, CachedCase
+from .cache import MODALITIES, CachedCase, with_normalisation
 from .domain_synth import DomainSynth, DomainSynthConfig
 from .spheres import sphere_map
 from .synthetic import SyntheticConfig, insert_synthetic
@@ -59,14 +60,19 @@ class CropSampler:
 
     def __init__(self, cases: list[CachedCase], cfg: SamplerConfig,
                  modalities: tuple[str, ...] = MODALITIES,
-                 bank: LesionShapeBank | None = None, synth: DomainSynth | None = None) -> None:
+                 bank: LesionShapeBank | None = None, synth: DomainSynth | None = None,
+                 normalisation: str = NORMALISATION_ROBUST_ZSCORE) -> None:
+        """``normalisation``: the model's (``ModelConfig.normalisation``); real and synthetic
+        crops both come out in it."""
         if not cases:
             raise ValueError("no training cases")
+        cases = [with_normalisation(c, normalisation) for c in cases]
         self.cases, self.cfg, self.bank = cases, cfg, bank
         if cfg.synthetic_ratio > 0 and synth is None:
             raise ValueError("synthetic_ratio > 0 needs a domain-synthesis generator")
         # only the training subjects' brains and masks (and non-development ones) remain
-        self.synth = synth.for_training({c.subject_id for c in cases}) if synth is not None else None
+        self.synth = (synth.for_training({c.subject_id for c in cases}).with_normalisation(normalisation)
+                      if synth is not None else None)
         self.channels = [MODALITIES.index(m) for m in modalities]
         self.modalities = tuple(modalities)
         self.t2_channel = self.modalities.index("t2") if "t2" in self.modalities else None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from allnet.preprocessing.intensity import normalise
+from allnet.plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF
+from allnet.preprocessing.intensity import normalise, tissue_reference
+from allnet.tissue import CSF, WM
 
 
 class BiasField:
@@ -101,6 +103,21 @@ def robust_zscore(image: np.ndarray, mask: np.ndarray, reference: np.ndarray) ->
     taken from ``reference`` (intensities of a random sample of the whole brain) instead of
     ``image[mask]``: a crop does not hold the whole brain. Float32, zero outside ``mask``."""
     return normalise(image, mask, reference)
+
+
+def pipeline_normalised(image: np.ndarray, mask: np.ndarray, reference: np.ndarray,
+                        reference_tissue: np.ndarray, normalisation: str) -> np.ndarray:
+    """The model's normalisation (``allnet.plan`` names) of a crop: :func:`robust_zscore`,
+    then for 'wm-csf' ``allnet.preprocessing.intensity.tissue_reference`` with the WM and
+    CSF medians of ``reference`` (``reference_tissue``: its T1W tissue class per value,
+    ``allnet.tissue`` codes 1 CSF, 3 WM)."""
+    zscored = robust_zscore(image, mask, reference)
+    if normalisation == NORMALISATION_ROBUST_ZSCORE:
+        return zscored
+    if normalisation != NORMALISATION_WM_CSF:
+        raise ValueError(f"unknown normalisation {normalisation!r}")
+    ref = normalise(reference, np.ones(reference.shape, dtype=bool), reference)
+    return tissue_reference(zscored, mask, ref[reference_tissue == WM], ref[reference_tissue == CSF])
 
 
 def smooth_noise(shape: tuple[int, ...], rng: np.random.Generator, sigma: float) -> np.ndarray:

@@ -31,3 +31,21 @@ def test_prepare_and_reload_a_real_case(shared_data, tmp_path):
     mtime = paths[0].stat().st_mtime_ns
     assert prepare_cases([case], tmp_path, log=lambda *_: None) == paths
     assert paths[0].stat().st_mtime_ns == mtime
+
+
+def test_cached_cases_convert_to_the_model_normalisation_once():
+    """Training crops and held-out predictions see the images as ``allnet segment`` would
+    give them to a 'wm-csf' model: WM median at 0, from the stored robust z-score."""
+    from allnet_training.cache import with_normalisation
+    from helpers_training import tiny_case
+
+    case = tiny_case(3)
+    converted = with_normalisation(case, "wm-csf")
+    assert converted.normalisation == "wm-csf" and case.normalisation == "robust-zscore"
+    wm = (case.tissue == 3) & (case.brain > 0)
+    for index in range(3):
+        assert abs(float(np.median(converted.images[index].astype(np.float32)[wm]))) < 0.01
+    assert with_normalisation(converted, "wm-csf") is converted
+    assert with_normalisation(case, "robust-zscore") is case
+    with pytest.raises(ValueError, match="cannot convert"):
+        with_normalisation(converted, "robust-zscore")

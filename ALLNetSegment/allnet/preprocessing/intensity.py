@@ -35,3 +35,57 @@ def normalise(image: np.ndarray, brain_mask: np.ndarray,
         return out
     out[mask] = np.clip((values - median) / scale, -CLIP, CLIP).astype(np.float32)
     return out
+
+
+# One unit of the WM-CSF contrast maps to this many units: on the development scans the
+# robust z-score puts WM and CSF 2.0-3.4 apart, so both normalisations span similar ranges.
+WM_CSF_SCALE = 2.5
+# Fewer reference voxels than this, or a contrast under this fraction of the robust spread,
+# and the tissue reference is not trusted: the image is only re-centred on WM.
+MIN_REFERENCE_VOXELS = 100
+MIN_CONTRAST = 0.5
+
+
+def tissue_reference(zscored: np.ndarray, mask: np.ndarray, wm_values: np.ndarray,
+                     csf_values: np.ndarray) -> np.ndarray:
+    """Re-reference a robust z-scored image to its tissues: the WM median goes to 0 and the
+    WM-CSF distance of medians to ``WM_CSF_SCALE``, so the image no longer depends on how much
+    grey matter there is or how bright it is (a FLAIR with cortex brighter than WM moves the
+    whole-brain median and IQR, and with them every lesion). ``wm_values``/``csf_values``:
+    the image's values in WM and CSF voxels (z units). Returns float32, zero outside
+    ``mask``, clipped to +-CLIP."""
+    inside = mask > 0
+    out = np.zeros(zscored.shape, dtype=np.float32)
+    if not inside.any():
+        return out
+    wm = np.asarray(wm_values, dtype=np.float64)
+    csf = np.asarray(csf_values, dtype=np.float64)
+    if wm.size < MIN_REFERENCE_VOXELS:
+        out[inside] = zscored[inside]
+        return out
+    centre = float(np.median(wm))
+    contrast = abs(centre - float(np.median(csf))) if csf.size >= MIN_REFERENCE_VOXELS else 0.0
+    gain = WM_CSF_SCALE / contrast if contrast >= MIN_CONTRAST else 1.0
+    values = (zscored[inside].astype(np.float64) - centre) * gain
+    out[inside] = np.clip(values, -CLIP, CLIP).astype(np.float32)
+    return out
+
+
+def apply_normalisation(images: dict[str, np.ndarray], brain_mask: np.ndarray,
+                        tissue: np.ndarray | None, normalisation: str) -> dict[str, np.ndarray]:
+    """The model's normalisation (``allnet.plan`` names) of robust z-scored images (KJI, as
+    ``normalise`` returns them) given the case's T1W tissue labels (``allnet.tissue``: 1 CSF,
+    3 WM; same grid). 'robust-zscore' returns the images as they are; 'wm-csf' applies
+    :func:`tissue_reference` with the tissue masks inside the brain."""
+    from ..plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, SUPPORTED_NORMALISATIONS
+    from ..tissue import CSF, WM
+
+    if normalisation == NORMALISATION_ROBUST_ZSCORE:
+        return images
+    if normalisation != NORMALISATION_WM_CSF:
+        raise ValueError(f"normalisation must be one of {SUPPORTED_NORMALISATIONS}, got {normalisation!r}")
+    if tissue is None:
+        raise ValueError("the 'wm-csf' normalisation needs the case's tissue labels")
+    brain = brain_mask > 0
+    wm, csf = brain & (tissue == WM), brain & (tissue == CSF)
+    return {name: tissue_reference(image, brain, image[wm], image[csf]) for name, image in images.items()}

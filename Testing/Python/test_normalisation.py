@@ -1,0 +1,131 @@
+"""Model normalisations: the robust z-score and the WM/CSF-referenced one, in the core and in
+``allnet segment`` with a model trained in the latter."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from allnet import outputs, pipeline
+from allnet.grid import array_to_working_image
+from allnet.model import ModelConfig, random_bundle, save_model_file
+from allnet.plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, InferencePlan
+from allnet.preprocessing.intensity import WM_CSF_SCALE, apply_normalisation, normalise, tissue_reference
+from allnet.synthesis import ellipsoid_lesions, insert_lesions, synthesize_contrasts
+from allnet.templates import load_template
+from allnet.tissue import CSF, GM, WM
+
+SHAPE = (40, 48, 48)
+
+
+def _phantom(gm_level: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A FLAIR-like phantom (arbitrary scanner units): ventricle CSF, WM with lesions, a thick
+    cortical GM shell, sulcal CSF outside. Returns image, brain, tissue labels, lesion mask."""
+    rng = np.random.default_rng(seed)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij")
+    c = [(n - 1) / 2 for n in SHAPE]
+    r = np.sqrt(((k - c[0]) / 18) ** 2 + ((j - c[1]) / 22) ** 2 + ((i - c[2]) / 22) ** 2)
+    tissue = np.zeros(SHAPE, np.uint8)
+    tissue[r < 1.0] = CSF
+    tissue[r < 0.95] = GM
+    tissue[r < 0.7] = WM
+    tissue[r < 0.2] = CSF
+    lesion = (tissue == WM) & (np.abs(r - 0.45) < 0.05) & (i > c[2])
+    level = {CSF: 60.0, GM: 400.0 * gm_level, WM: 400.0}
+    image = np.zeros(SHAPE, np.float32)
+    for label, value in level.items():
+        image[tissue == label] = value
+    image[lesion] = 720.0
+    brain = tissue > 0
+    image = (image + rng.normal(0, 40, SHAPE)) * brain  # tissue texture ~10 % of WM
+    return image.astype(np.float32), brain, tissue, lesion
+
+
+def test_wm_csf_keeps_lesions_where_they_are_when_grey_matter_brightens() -> None:
+    """The reason for the WM/CSF reference: cortex as bright as lesions moves the robust
+    z-score of the whole brain (lesions fall towards the median) but not WM and CSF."""
+    lesion_levels = {}
+    for gm_level in (1.05, 1.6):
+        image, brain, tissue, lesion = _phantom(gm_level)
+        z = normalise(image, brain)
+        ref = apply_normalisation({"flair": z}, brain, tissue, NORMALISATION_WM_CSF)["flair"]
+        lesion_levels[gm_level] = (float(np.median(z[lesion])), float(np.median(ref[lesion])))
+    (z_normal, ref_normal), (z_bright, ref_bright) = lesion_levels[1.05], lesion_levels[1.6]
+    assert z_normal - z_bright > 1.0  # the robust z-score loses the lesions' contrast
+    assert abs(ref_normal - ref_bright) < 0.05
+    # the unit: WM at 0, CSF one WM-CSF distance (WM_CSF_SCALE) below it
+    image, brain, tissue, _ = _phantom(1.05)
+    ref = apply_normalisation({"flair": normalise(image, brain)}, brain, tissue, NORMALISATION_WM_CSF)["flair"]
+    assert np.median(ref[tissue == WM]) == pytest.approx(0.0, abs=0.02)
+    assert np.median(ref[tissue == CSF]) == pytest.approx(-WM_CSF_SCALE, abs=0.05)
+    assert np.all(ref[~brain] == 0)
+
+
+def test_robust_zscore_models_get_the_images_as_they_are_and_unknown_names_are_refused() -> None:
+    image, brain, tissue, _ = _phantom(1.0)
+    images = {"flair": normalise(image, brain)}
+    assert apply_normalisation(images, brain, tissue, NORMALISATION_ROBUST_ZSCORE) is images
+    with pytest.raises(ValueError, match="normalisation must be one of"):
+        apply_normalisation(images, brain, tissue, "histogram-match")
+    with pytest.raises(ValueError, match="tissue labels"):
+        apply_normalisation(images, brain, None, NORMALISATION_WM_CSF)
+    assert InferencePlan(normalisation=NORMALISATION_WM_CSF).normalisation == NORMALISATION_WM_CSF
+
+
+def test_without_usable_csf_the_image_is_only_recentred_on_wm() -> None:
+    image, brain, tissue, _ = _phantom(1.0)
+    z = normalise(image, brain)
+    out = tissue_reference(z, brain, z[tissue == WM], np.array([], dtype=np.float32))
+    wm_median = float(np.median(z[tissue == WM]))
+    assert np.allclose(out[brain], np.clip(z[brain] - wm_median, -10, 10), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def mni_case(tmp_path_factory):
+    template = load_template()
+    maps = {n: sitk.GetArrayFromImage(getattr(template, n)) for n in ("gm", "wm", "csf", "brain_mask")}
+    rng = np.random.default_rng(5)
+    images = synthesize_contrasts(maps["gm"], maps["wm"], maps["csf"], maps["brain_mask"], rng, head=False)
+    lesions = ellipsoid_lesions(maps["wm"].shape, maps["wm"], 6, rng, radius_mm=(2.0, 4.0))
+    images, _ = insert_lesions(images, lesions, maps["wm"], rng, brain_mask=maps["brain_mask"])
+    folder = tmp_path_factory.mktemp("norm_case")
+    paths = {}
+    for name, array in images.items():
+        paths[name] = folder / f"{name.upper()}.nii.gz"
+        sitk.WriteImage(array_to_working_image(array.astype(np.float32)), str(paths[name]))
+    return paths, maps
+
+
+def test_segment_feeds_a_wm_csf_model_tissue_referenced_images(mni_case, tmp_path, monkeypatch) -> None:
+    """``allnet segment`` applies the model's normalisation (read from its file) to every
+    modality, with the tissue labels of the case's own T1W segmentation, before the network."""
+    paths, _ = mni_case
+    seen = {}
+    real_predict, real_anatomy = pipeline.predict, pipeline.compute_anatomy
+
+    def spy_predict(bundle, images, anatomy, brain_mask, **kwargs):
+        seen["images"], seen["brain"] = images.copy(), brain_mask > 0
+        return real_predict(bundle, images, anatomy, brain_mask, **kwargs)
+
+    def spy_anatomy(*args, **kwargs):
+        seen["anatomy"] = real_anatomy(*args, **kwargs)
+        return seen["anatomy"]
+
+    monkeypatch.setattr(pipeline, "predict", spy_predict)
+    monkeypatch.setattr(pipeline, "compute_anatomy", spy_anatomy)
+    tiny = dict(base_channels=4, depth=2, max_channels=8, head_channels=4, head_mlp=(4,))
+    bundle = random_bundle(ModelConfig(**tiny, normalisation=NORMALISATION_WM_CSF), n=1, seed=1)
+    model = tmp_path / "wm_csf.pt"
+    save_model_file(model, bundle.config, [m.state_dict() for m in bundle.members], {"name": "tiny"})
+    out = tmp_path / "out"
+    pipeline.segment(paths["t1"], paths["flair"], paths["t2"], out, model=str(model),
+                     preprocessed=True, device="cpu", report=False)
+    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    assert NORMALISATION_WM_CSF in json.dumps(summary)
+    tissue = seen["anatomy"].tissue
+    wm, csf = seen["brain"] & (tissue == WM), seen["brain"] & (tissue == CSF)
+    for image in seen["images"]:  # flair, t1, t2 in the model's order
+        assert np.median(image[wm]) == pytest.approx(0.0, abs=1e-3)
+        assert abs(np.median(image[wm]) - np.median(image[csf])) == pytest.approx(WM_CSF_SCALE, abs=1e-2)
