@@ -10,9 +10,11 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from allnet.errors import AllnetError
+from allnet.plan import NORMALISATION_ROBUST_ZSCORE, SUPPORTED_NORMALISATIONS
 
 DEFAULT_CACHE = "cache/training"
 
@@ -46,6 +48,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "(default: <dev-data>/lesjak2018/lesion_masks_mni)")
     p.add_argument("--synthetic-ratio", type=float, default=0.0,
                    help="share of crops rendered by the domain-randomised generator (0 = off)")
+    p.add_argument("--gm-bright-p", type=float, default=None,
+                   help="with --synthetic-ratio: probability that a synthetic FLAIR draws grey matter "
+                        "near the lesions' level (default: the generator's, 0.3)")
     p.add_argument("--synth-data", type=Path, default=None,
                    help="folder with lesjak2018/native scans used as extra brains for --synthetic-ratio "
                         "(default: --dev-data)")
@@ -60,6 +65,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=ModelConfig.depth, help="U-Net resolution levels")
     p.add_argument("--head-channels", type=int, default=ModelConfig.head_channels,
                    help="channels of the lesion and sphere heads")
+    p.add_argument("--normalisation", choices=SUPPORTED_NORMALISATIONS, default=NORMALISATION_ROBUST_ZSCORE,
+                   help="intensity normalisation the model is trained in and stored with: the robust "
+                        "z-score of the brain, or WM/CSF-referenced from the T1W tissue segmentation "
+                        "(robust to grey matter brighter than WM on FLAIR)")
     p.add_argument("--no-anaconv", action="store_true", help="heads without the anatomy channels (ablation)")
     p.add_argument("--no-sphere-head", action="store_true",
                    help="no sphere head and no LesLoss (ablation; the model then gives no lesion scores)")
@@ -185,7 +194,8 @@ def _configs(args):
     model = ModelConfig(base_channels=args.base_channels, depth=args.depth,
                         head_channels=args.head_channels, head_mlp=(args.head_channels,),
                         anaconv=not args.no_anaconv, sphere_head=not args.no_sphere_head,
-                        modality_dropout=args.t2_dropout > 0 and not args.no_augment)
+                        modality_dropout=args.t2_dropout > 0 and not args.no_augment,
+                        normalisation=args.normalisation)
     contrast = CONTRAST_AUGMENTATION if args.contrast_augment else {}
     aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout, **contrast)
     sampler = SamplerConfig(crop=tuple(args.crop), lesion_p=args.lesion_p, augment=aug,
@@ -226,11 +236,14 @@ def _synth(args, cached, bank):
     """The domain-randomisation generator when ``--synthetic-ratio`` > 0, else None."""
     if args.synthetic_ratio <= 0:
         return None
-    from .domain_synth import build_from_data
+    from .domain_synth import DomainSynthConfig, build_from_data
 
+    cfg = DomainSynthConfig(normalisation=args.normalisation)
+    if args.gm_bright_p is not None:
+        cfg = replace(cfg, flair_gm_bright_p=args.gm_bright_p)
     shared = args.synth_data or args.dev_data
     masks = args.lesion_masks or (shared / "lesjak2018" / "lesion_masks_mni" if shared else None)
-    return build_from_data(cached, shared, args.cache, masks if masks and masks.is_dir() else None, bank)
+    return build_from_data(cached, shared, args.cache, masks if masks and masks.is_dir() else None, bank, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,7 +345,7 @@ def _run(args, command_line: str, distributed: bool) -> int:
         from .ensemble import bundle_meta, export_bundle, train_ensemble
         from .patches import CropSampler
 
-        sampler = CropSampler(cached, sampler_cfg, model_cfg.modalities, bank, synth)
+        sampler = CropSampler(cached, sampler_cfg, model_cfg.modalities, bank, synth, model_cfg.normalisation)
         init_states = None
         extra = {"sampler_config": sampler_cfg.to_dict()}
         if args.init_from is not None:
@@ -346,6 +359,7 @@ def _run(args, command_line: str, distributed: bool) -> int:
         if synth is not None:
             extra["synthetic_brains"] = [b.brain_id for b in synth.brains]
             extra["synthetic_lesion_maps"] = len(synth.maps)
+            extra["synthesis_config"] = synth.cfg.to_dict()
         results = train_ensemble(model_cfg, train_cfg, sampler, args.out, args.seeds,
                                  resume=args.resume, progress=progress, init_states=init_states)
         if not distributed or torch_rank() == 0:

@@ -187,7 +187,8 @@ def label_map(source: BrainSource, regions: dict[str, np.ndarray] | None = None)
     or the template ventricles, sulcal elsewhere. With ``regions`` (``allnet.regions.
     template_regions()``) GM is split into cortex, deep GM, cerebellar cortex and midline
     GM; WM into cerebral WM, cerebellar WM and brainstem; the choroid plexus becomes its
-    own class. Without regions GM is all cortical and WM all cerebral.
+    own class where the tissue is not WM. Without regions GM is all cortical and WM all
+    cerebral.
     """
     from allnet.anatomy import ventricle_mask
 
@@ -210,7 +211,9 @@ def label_map(source: BrainSource, regions: dict[str, np.ndarray] | None = None)
         out[wm & regions["cerebellum"]] = CEREBELLAR_WM
         out[tissue_brain & regions["brainstem"]] = BRAINSTEM
         out[tissue_brain & regions["midline_gm"]] = MIDLINE_GM
-        out[(tissue > 0) & regions["choroid_plexus"]] = CHOROID_PLEXUS
+        # The template's choroid region reaches 1 mm into the atrial walls, where
+        # periventricular lesions are common: its WM stays WM (lesions may be placed there).
+        out[(tissue > 0) & ~wm & regions["choroid_plexus"]] = CHOROID_PLEXUS
     return out
 
 

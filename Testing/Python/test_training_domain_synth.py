@@ -13,7 +13,8 @@ from allnet.preprocessing.intensity import normalise
 from allnet_training import labelmaps as lm
 from allnet_training.domain_synth import DomainSynth, DomainSynthConfig, brain_from_labels
 from allnet_training.patches import CropSampler
-from allnet_training.synth_acquisition import BiasField, quantise, robust_zscore, thick_slice_matrix, thick_slices
+from allnet_training.synth_acquisition import (BiasField, pipeline_normalised, quantise, robust_zscore,
+                                               thick_slice_matrix, thick_slices)
 
 from helpers_training import tiny_case, tiny_sampler_config
 
@@ -148,6 +149,36 @@ def test_robust_zscore_is_the_pipeline_normalisation_given_the_whole_brain():
                                rtol=1e-5, atol=1e-5)
 
 
+def test_wm_csf_crops_are_the_core_normalisation_given_the_whole_brain():
+    """A synthetic crop in the 'wm-csf' normalisation equals what ``allnet segment`` makes of
+    the same image with the same tissue classes (the reference sample = the whole brain)."""
+    from allnet.preprocessing.intensity import apply_normalisation
+    from allnet.tissue import CSF, WM
+
+    rng = np.random.default_rng(1)
+    tissue = rng.choice([CSF, 2, WM], size=(20, 30, 30), p=[0.2, 0.4, 0.4]).astype(np.uint8)
+    image = (np.select([tissue == CSF, tissue == WM], [0.3, 1.0], 1.4)
+             * rng.gamma(20.0, 0.05, tissue.shape)).astype(np.float32)
+    mask = np.ones(image.shape, np.uint8)
+    crop = pipeline_normalised(image, mask, image.ravel(), tissue.ravel(), "wm-csf")
+    core = apply_normalisation({"flair": normalise(image, mask)}, mask, tissue, "wm-csf")["flair"]
+    np.testing.assert_allclose(crop, core, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pipeline_normalised(image, mask, image.ravel(), tissue.ravel(), "robust-zscore"),
+                               normalise(image, mask), rtol=1e-5, atol=1e-5)
+
+
+def test_rendered_crops_follow_the_model_normalisation():
+    """'wm-csf' rendering puts the region's WM near 0 while the generator's draws stay the same."""
+    region = (24, 40, 40)
+    robust = _synth().render(region, 1.0, np.random.default_rng(4))
+    referenced = _synth().with_normalisation("wm-csf").render(region, 1.0, np.random.default_rng(4))
+    assert np.array_equal(robust.lesion, referenced.lesion) and robust.present == referenced.present
+    wm = (referenced.labels == lm.WM) & (referenced.lesion == 0) & (referenced.brain > 0)
+    flair = referenced.images[0]
+    assert abs(float(np.median(flair[wm]))) < 0.5
+    assert not np.allclose(robust.images[0], flair)
+
+
 def test_thick_slices_keep_constants_and_blur_along_their_axis_only():
     matrix = thick_slice_matrix(40, 5.0, 0.3)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)
@@ -182,3 +213,5 @@ def test_label_map_of_a_real_scan_has_every_class(shared_data, tmp_path):
     assert all(counts[label] > 100 for label in lm.LABEL_NAMES), counts
     # the expert-labelled lesions became white matter in the label map
     assert np.mean(labels[cached.mask > 0] == lm.WM) > 0.9
+    # the atrial walls stay WM (lesions may be placed there); only non-WM tissue is plexus
+    assert not np.any((labels == lm.CHOROID_PLEXUS) & (cached.tissue == 3))
