@@ -13,10 +13,9 @@ from pathlib import Path
 
 from . import __version__
 from .contract import (COHORT_LESIONS_FILE, COHORT_SUMMARY_FILE, ERROR_PREFIX, EXIT_BAD_INPUT,
-                       EXIT_CANCELLED,
-                       EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, RESULT_PREFIX, SUMMARY_PLAN_KEY,
-                       RunSettings,
-                       SettingError, add_arguments)
+                       EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, LONGITUDINAL_COMMAND,
+                       LONGITUDINAL_INPUT_OPTIONS, OUTPUT_OPTION, RESULT_PREFIX, SUMMARY_PLAN_KEY,
+                       RunSettings, SettingError, add_arguments)
 from .errors import AllnetError, InputError
 from .progress import Progress, json_line_sink, terminal_sink
 
@@ -205,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(demo)
     demo.set_defaults(func=_cmd_demo)
 
-    lon = sub.add_parser("longitudinal", help="new, enlarging, stable, shrinking and resolved lesions "
+    lon = sub.add_parser(LONGITUDINAL_COMMAND, help="new, enlarging, stable, shrinking and resolved lesions "
                                               "between two visits",
                          description="Compare two visits of one person: both are segmented in one "
                                      "space halfway between them and each lesion is classified by "
@@ -213,13 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on the follow-up FLAIR's grid. A FLAIR at both visits and a "
                                      "T1W at one visit at least are needed.")
     visits = lon.add_argument_group("inputs (files: .nii/.nii.gz/.nrrd/.mha, or DICOM series folders)")
-    visits.add_argument("--baseline-flair", required=True, help="FLAIR of the first visit")
-    visits.add_argument("--followup-flair", required=True, help="FLAIR of the later visit (outputs use its grid)")
-    visits.add_argument("--baseline-t1", help="T1W of the first visit")
-    visits.add_argument("--followup-t1", help="T1W of the later visit (one T1W is enough)")
-    visits.add_argument("--baseline-t2", help="T2W of the first visit (optional)")
-    visits.add_argument("--followup-t2", help="T2W of the later visit (optional)")
-    lon.add_argument("-o", "--output", required=True, help="output folder")
+    visit_help = {("baseline", "flair"): "FLAIR of the first visit",
+                  ("followup", "flair"): "FLAIR of the later visit (outputs use its grid)",
+                  ("baseline", "t1"): "T1W of the first visit",
+                  ("followup", "t1"): "T1W of the later visit (one T1W is enough)",
+                  ("baseline", "t2"): "T2W of the first visit (optional)",
+                  ("followup", "t2"): "T2W of the later visit (optional)"}
+    for (visit, modality), option in LONGITUDINAL_INPUT_OPTIONS.items():
+        visits.add_argument(option, required=modality == "flair", help=visit_help[(visit, modality)])
+    lon.add_argument("-o", OUTPUT_OPTION, required=True, help="output folder")
     _add_run_options(lon)
     lon.set_defaults(func=_cmd_longitudinal)
 
