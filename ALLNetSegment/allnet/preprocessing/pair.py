@@ -237,7 +237,6 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
             t1_source[visit] = other
     timer.done("registration to FLAIR", start)
 
-    t1_of = {v: visits[v if t1_source[v] == "own" else _other(v)].t1 for v in VISITS}
     mask_of = {v: masks[v if t1_source[v] == "own" else _other(v)] for v in VISITS}
     start = timer.step(0.5, "N4 bias-field correction")
     corrected: dict[str, dict[str, sitk.Image]] = {v: {} for v in VISITS}
