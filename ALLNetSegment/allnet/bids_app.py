@@ -28,7 +28,7 @@ from . import __version__
 from .atomic import write_json_atomic, write_text_atomic
 from .bids_inputs import BidsSession, Selection, find_sessions
 from .bids_naming import build_name, parse_name
-from .cases import Case, CaseOutcome, _write_csv, case_table_rows, run_cases
+from .cases import Case, CaseOutcome, write_csv, case_table_rows, run_cases
 from .contract import (BIDS_GROUP_LESIONS_FILE, BIDS_GROUP_SESSIONS_FILE, BIDS_IGNORED, BIDS_LOGS_DIR,
                        BIDS_OUTPUTS, BIDS_PIPELINE_NAME, BIDS_SESSION_COLUMNS, BIDS_SPEC_VERSION,
                        LESION_COLUMNS, SUMMARY_FILE, SUMMARY_OUTPUTS_KEY, Column, RunSettings)
@@ -66,7 +66,7 @@ def write_tsv(path: Path, rows: list[dict], columns: tuple[Column, ...] | list[C
     """A BIDS TSV (tab-separated, ``n/a`` for missing values) and its column sidecar (.json)."""
     names = [c.name for c in columns]
     clean = [{k: ("n/a" if row.get(k) in (None, "") else row[k]) for k in names} for row in rows]
-    _write_csv(path, clean, names, delimiter="\t")
+    write_csv(path, clean, names, delimiter="\t")
     write_json_atomic(path.with_suffix(".json"), columns_sidecar(tuple(columns)))
 
 
@@ -167,7 +167,7 @@ def participant(bids_dir: str | Path, output_dir: str | Path, settings: RunSetti
     Refuses before any work (InputError / ModelError) an unusable dataset, ambiguous inputs
     or model. A session that fails leaves no folder and does not stop the others.
     """
-    from .pipeline import _model_meta, load_models
+    from .pipeline import model_meta, load_models
 
     if settings.save_working_grid:
         raise InputError(None, "allnet bids: --save-working-grid is not available (the MNI "
@@ -175,7 +175,7 @@ def participant(bids_dir: str | Path, output_dir: str | Path, settings: RunSetti
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     sessions = find_sessions(bids_dir, participant_labels, session_labels, selections)
     bundle, model_files = load_models(settings.model)
-    meta = _model_meta(bundle)
+    meta = model_meta(bundle)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_files(output_dir, dataset_description(meta["name"], str(meta["version"]),
                                                         model_files, bids_dir))

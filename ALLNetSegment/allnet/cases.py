@@ -280,8 +280,8 @@ def run_cohort(cases_dir: str | Path, output_dir: str | Path, run_case: RunCase,
     for outcome in outcomes:
         if outcome.succeeded and outcome.summary is not None:
             lesion_rows += [{"case": outcome.case_id} | row for row in case_table_rows(outcome.summary)]
-    _write_csv(Path(output_dir) / COHORT_LESIONS_FILE, lesion_rows, ["case", *LESION_COLUMN_NAMES])
-    _write_csv(Path(output_dir) / COHORT_SUMMARY_FILE, [_summary_row(o) for o in outcomes],
+    write_csv(Path(output_dir) / COHORT_LESIONS_FILE, lesion_rows, ["case", *LESION_COLUMN_NAMES])
+    write_csv(Path(output_dir) / COHORT_SUMMARY_FILE, [_summary_row(o) for o in outcomes],
                COHORT_SUMMARY_COLUMNS)
     if report:
         from .report import cohort_cases as report_cases, write_cohort_report
@@ -310,7 +310,7 @@ def _summary_row(outcome: CaseOutcome) -> dict:
             "seconds": round(outcome.seconds, 1), "error": outcome.error}
 
 
-def _write_csv(path: Path, rows: list[dict], columns: list[str] | tuple[str, ...],
+def write_csv(path: Path, rows: list[dict], columns: list[str] | tuple[str, ...],
                delimiter: str = ",") -> None:
     """Write rows atomically (temp file, then rename) with a fixed header (also when empty)."""
     with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:

@@ -276,12 +276,12 @@ def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, vi
              case: PairCase, changes: list, voxel_mm3: float, baseline_ids: np.ndarray,
              followup_ids: np.ndarray, new_enlarged: np.ndarray) -> dict:
     """summary.json content (timings and the output list are added when known)."""
-    from .pipeline import _model_meta
+    from .pipeline import model_meta
 
     return {
         "allnet_version": __version__,
         "mode": "longitudinal",
-        "model": {"files": model_paths, "members": len(bundle.members), **_model_meta(bundle)},
+        "model": {"files": model_paths, "members": len(bundle.members), **model_meta(bundle)},
         "inputs": {visit: visits[visit].names for visit in VISITS},
         "modalities_present": case.modalities_present,
         "t1_source": case.t1_source,

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from . import report_figures as figures
 from .atomic import atomic_file
 from .contract import CHANGE_CLASSES, CHANGE_COLORS_RGB
-from .report import _CSS, _img, _software_section, _table
+from .report import REPORT_CSS, html_table, img_tag, software_section
 
 MAX_VIEWS = 8
 _CHANGED = ("new", "enlarging", "shrinking", "resolved")
@@ -31,7 +31,7 @@ def _inputs(summary: dict) -> str:
             for role, name in names.items()]
     sources = summary.get("t1_source") or {}
     borrowed = [f"the {v} visit uses the {s} visit's T1W" for v, s in sources.items() if s != "own"]
-    return ("<h2>Inputs</h2>" + _table(["visit", "role", "file"], rows, 3)
+    return ("<h2>Inputs</h2>" + html_table(["visit", "role", "file"], rows, 3)
             + (f"<p>{html.escape('; '.join(borrowed))}.</p>" if borrowed else ""))
 
 
@@ -42,7 +42,7 @@ def _registration(summary: dict) -> str:
             ["FLAIR edge correlation after registration", qc.get("visit_edge_correlation")],
             ["same-person limit", qc.get("same_person_limit")],
             ["working grid: Dice with the template brain", round(qc.get("template_dice", 0.0), 3)]]
-    return ("<h2>Registration of the visits</h2>" + _table(["", "value"], rows)
+    return ("<h2>Registration of the visits</h2>" + html_table(["", "value"], rows)
             + '<p class="note">Both visits are resampled once onto one MNI-aligned grid halfway '
               "between them; the outputs are on the follow-up FLAIR's grid.</p>")
 
@@ -55,7 +55,7 @@ def _counts(summary: dict) -> str:
                    ["lesion volume at follow-up (mL)", f"{totals.get('followup_volume_ml', 0.0):.2f}"],
                    ["new and enlarged tissue (mL)", f"{totals.get('new_enlarged_volume_ml', 0.0):.2f}"]]
     return ("<h2>Changes</h2><table><tr><th class=\"t\">class</th><th>lesions</th></tr>" + rows
-            + "</table>" + _table(["", "value"], volume_rows))
+            + "</table>" + html_table(["", "value"], volume_rows))
 
 
 def _views(result, flairs: dict[str, sitk.Image], ids: sitk.Image) -> str:
@@ -70,7 +70,7 @@ def _views(result, flairs: dict[str, sitk.Image], ids: sitk.Image) -> str:
                  f"{place.location or 'location unknown'}")
         parts.append(f"<p><b>{html.escape(title)}</b></p>")
         for visit, label in (("baseline", "baseline"), ("followup", "follow-up")):
-            parts.append(_img(figures.lesion_views(flairs[visit], ids, place, f"{label} #{number}"),
+            parts.append(img_tag(figures.lesion_views(flairs[visit], ids, place, f"{label} #{number}"),
                               f"{label} {title}"))
     if len(shown) > MAX_VIEWS:
         parts.append(f"<p>{len(shown) - MAX_VIEWS} more changed lesions in changes.csv.</p>")
@@ -94,12 +94,12 @@ def render(result, flairs: dict[str, sitk.Image], ids: sitk.Image) -> str:
              "" if r["change_percent"] is None else r["change_percent"], r["flair_change_z"],
              r["confidence"], r["location"] or ""] for r in change_rows(result)]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ALLNet longitudinal "
-            f"report</title><style>{_CSS}</style></head><body><h1>ALLNet longitudinal report</h1>"
+            f"report</title><style>{REPORT_CSS}</style></head><body><h1>ALLNet longitudinal report</h1>"
             f"<p>{counts.get('new', 0)} new and {counts.get('enlarging', 0)} enlarging lesions. Research "
             "software: check every result; not for diagnosis.</p>"
             + _inputs(summary) + "<h2>Warnings</h2>" + warning_html + _registration(summary)
             + _counts(summary) + _views(result, flairs, ids) + "<h2>Change table</h2>"
-            + _table(header, rows, 2) + _software_section(summary)
+            + html_table(header, rows, 2) + software_section(summary)
             + f'<p class="note">{html.escape(summary.get("coordinate_system", ""))}</p></body></html>')
 
 

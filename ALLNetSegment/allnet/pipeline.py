@@ -225,7 +225,7 @@ def _summary(settings: RunSettings, bundle: ModelBundle, model_paths: list[str],
     return {
         "allnet_version": __version__,
         "model": {"files": model_paths, "members": len(bundle.members),
-                  "members_used": prediction.n_members, **_model_meta(bundle)},
+                  "members_used": prediction.n_members, **model_meta(bundle)},
         "inputs": names,
         "modalities_present": case.modalities_present,
         "settings": asdict(settings) | {"model": model_paths},
@@ -250,7 +250,7 @@ def _finish(progress: Progress, summary: dict, started: float, case: Preprocesse
     summary["preprocessing_timings_s"] = {k: round(v, 3) for k, v in case.timings.items()}
 
 
-def _model_meta(bundle: ModelBundle) -> dict:
+def model_meta(bundle: ModelBundle) -> dict:
     """Name, version and whether the weights were trained (bundles exported by allnet-train
     carry their training data in ``meta``; random test bundles do not)."""
     meta = dict(bundle.meta or {})

@@ -28,7 +28,7 @@ from .lesions import Lesion
 
 MAX_TABLE_ROWS = 200  # longer tables are cut (lesions.csv has every row)
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:1.5em auto;
 max-width:1100px;color:#222;background:#fff;padding:0 1em}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;border-bottom:1px solid #ccc;margin-top:1.6em}
@@ -55,11 +55,11 @@ class ReportData:
     working_mask: np.ndarray | None = None          # lesion mask, working grid
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _table(header: list[str], rows: list[list], text_columns: int | set[int] = 1) -> str:
+def html_table(header: list[str], rows: list[list], text_columns: int | set[int] = 1) -> str:
     """HTML table; ``text_columns``: the first n columns, or a set of column indices, are
     left-aligned text (the others right-aligned numbers)."""
     text = set(range(text_columns)) if isinstance(text_columns, int) else text_columns
@@ -95,7 +95,7 @@ def _inputs_section(data: ReportData) -> str:
                      " x ".join(f"{s:.2f}" for s in spacing) if spacing else ""])
     present = summary.get("modalities_present") or list((summary.get("inputs") or {}).keys())
     t2 = "present" if "t2" in present else "not given (segmented from T1W and FLAIR)"
-    return ("<h2>Inputs</h2>" + _table(["role", "file", "size (voxels)", "voxel size (mm)"], rows, 2)
+    return ("<h2>Inputs</h2>" + html_table(["role", "file", "size (voxels)", "voxel size (mm)"], rows, 2)
             + f"<p>T2W: {html.escape(t2)}. Mode: "
             + ("already on the MNI grid" if (summary.get("settings") or {}).get("preprocessed") else "native scans")
             + ".</p>")
@@ -108,7 +108,7 @@ def _registration_section(data: ReportData) -> str:
         rows = [[{"t1": "T1W", "t2": "T2W"}.get(role, role), _fmt(v.get("edge_correlation"), 3),
                  _fmt(v.get("limit"), 2), _fmt(v.get("nmi"), 3), "yes" if v.get("same_head") else "NO"]
                 for role, v in head.items()]
-        parts.append(_table(["image vs FLAIR", "edge correlation", "same-head limit",
+        parts.append(html_table(["image vs FLAIR", "edge correlation", "same-head limit",
                              "normalised mutual information", "same head"], rows))
         parts.append('<p class="note">Correlation of the image edges with the FLAIR edges inside the '
                      "brain after registration: the same head lines up edge for edge (measured 0.61-0.81 "
@@ -117,14 +117,14 @@ def _registration_section(data: ReportData) -> str:
     if brain is not None and "flair" in images:
         for role, name in (("t1", "T1W"), ("t2", "T2W")):
             if role in images:
-                parts.append(_img(figures.registration_edges(images["flair"], images[role], brain, name),
+                parts.append(img_tag(figures.registration_edges(images["flair"], images[role], brain, name),
                                   f"{name} edges on FLAIR"))
         parts.append('<p class="note">Cyan: edges of the T1W/T2W drawn on the FLAIR after registration; '
                      "they should follow the ventricles and the brain surface of the FLAIR.</p>")
         from .templates import load_template
 
         template_t1 = sitk.GetArrayFromImage(load_template().t1)
-        parts.append(_img(figures.template_fit(template_t1, brain), "brain on the MNI template"))
+        parts.append(img_tag(figures.template_fit(template_t1, brain), "brain on the MNI template"))
         parts.append('<p class="note">Yellow: the outline of this brain after the affine registration '
                      "to MNI, on the template; it should follow the template's brain surface.</p>")
     return "".join(parts)
@@ -134,7 +134,7 @@ def _lesion_pictures(data: ReportData) -> str:
     parts = ["<h2>Lesions</h2>"]
     images, brain = data.working_images, data.brain_mask
     if data.working_mask is not None and brain is not None and "flair" in images:
-        parts.append(_img(figures.lesion_overview(images["flair"], data.working_mask, brain),
+        parts.append(img_tag(figures.lesion_overview(images["flair"], data.working_mask, brain),
                           "lesion overview"))
         parts.append('<p class="note">FLAIR on the MNI grid with the lesion mask (red), axial slices '
                      "from bottom to top.</p>")
@@ -150,7 +150,7 @@ def _lesion_pictures(data: ReportData) -> str:
                                f"{weakest.location or 'location unknown'})"))
     for lesion, title in shown:
         parts.append(f"<p><b>{html.escape(title)}</b></p>")
-        parts.append(_img(figures.lesion_views(data.flair, data.labels, lesion, f"#{lesion.id}"), title))
+        parts.append(img_tag(figures.lesion_views(data.flair, data.labels, lesion, f"#{lesion.id}"), title))
     parts.append('<p class="note">Native FLAIR around the lesion (70 mm box): the lesion outlined in '
                  "yellow, other lesions in red. Radiological convention: the patient's right on the "
                  "left.</p>")
@@ -164,7 +164,7 @@ def _lesion_table(lesions: list[Lesion]) -> str:
     cut = (f'<p class="note">First {MAX_TABLE_ROWS} of {len(lesions)} lesions; lesions.csv has all.</p>'
            if len(lesions) > MAX_TABLE_ROWS else "")
     return ("<h2>Lesion table</h2>"
-            + _table(["id", "location", "volume (mm3)", "R (mm)", "A (mm)", "S (mm)", "confidence",
+            + html_table(["id", "location", "volume (mm3)", "R (mm)", "A (mm)", "S (mm)", "confidence",
                       "mean probability"], rows, {1}) + cut)
 
 
@@ -178,10 +178,10 @@ def _totals_section(totals: dict) -> str:
                 f"{dis.get('areas_assessed', len(DIS_AREAS))}</b> ("
                 + ", ".join(f"{html.escape(a)}: {areas.get(a, 0)}" for a in DIS_AREAS) + ")</p>"
                 + f'<p class="note">{html.escape(dis.get("note", ""))}</p>') if dis else ""
-    return "<h2>Totals</h2>" + _table(["location", "lesions", "volume (mL)"], rows) + dis_text
+    return "<h2>Totals</h2>" + html_table(["location", "lesions", "volume (mL)"], rows) + dis_text
 
 
-def _software_section(summary: dict) -> str:
+def software_section(summary: dict) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(package: str) -> str:
@@ -202,8 +202,8 @@ def _software_section(summary: dict) -> str:
             *([package, installed(package)] for package in ("scipy", "torch", "deepbet", "matplotlib"))]
     timings = summary.get("timings_s") or {}
     timing_rows = [[name, _fmt(seconds, 1)] for name, seconds in timings.items()]
-    return ("<h2>Model and software</h2>" + _table(["", "version"], rows, 2)
-            + "<h2>Timings</h2>" + (_table(["stage", "seconds"], timing_rows) if timing_rows else "<p>-</p>"))
+    return ("<h2>Model and software</h2>" + html_table(["", "version"], rows, 2)
+            + "<h2>Timings</h2>" + (html_table(["stage", "seconds"], timing_rows) if timing_rows else "<p>-</p>"))
 
 
 def render_report(data: ReportData) -> str:
@@ -214,13 +214,13 @@ def render_report(data: ReportData) -> str:
     title = Path(str((summary.get("inputs") or {}).get("flair", "case"))).name
     totals = summary.get("totals") or {}
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ALLNet report: "
-            f"{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>"
             f"<h1>ALLNet QC report</h1><p>{html.escape(title)}: {totals.get('count', 0)} lesions, "
             f"{totals.get('total_volume_ml', 0.0):.2f} mL. Research software: check every result; "
             "not for diagnosis.</p>"
             + _inputs_section(data) + "<h2>Warnings</h2>" + warning_html
             + _registration_section(data) + _lesion_pictures(data) + _totals_section(totals)
-            + _lesion_table(data.lesions) + _software_section(summary)
+            + _lesion_table(data.lesions) + software_section(summary)
             + f'<p class="note">{html.escape(summary.get("coordinate_system", ""))}</p></body></html>')
 
 
@@ -274,10 +274,10 @@ def render_cohort_report(cases: list[CohortCase], folder: Path) -> str:
     done = [c for c in cases if c.status == "ok"]
     failed = [c for c in cases if c.status != "ok"]
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ALLNet cohort "
-             f"report</title><style>{_CSS}</style></head><body><h1>ALLNet cohort report</h1>"
+             f"report</title><style>{REPORT_CSS}</style></head><body><h1>ALLNet cohort report</h1>"
              f"<p>{len(cases)} cases: {len(done)} segmented, {len(failed)} failed.</p>"]
     if done:
-        parts.append(_img(figures.lesion_load_plot([c.name for c in done],
+        parts.append(img_tag(figures.lesion_load_plot([c.name for c in done],
                                                    [float(c.totals.get("total_volume_ml", 0.0)) for c in done],
                                                    [int(c.totals.get("count", 0)) for c in done]),
                           "lesion load per case"))
@@ -299,7 +299,7 @@ def render_cohort_report(cases: list[CohortCase], folder: Path) -> str:
                          + (f"; DIS areas: {dis} of {len(DIS_AREAS)}" if dis is not None else "") + "</div>")
         parts.append("</div>")
     if failed:
-        parts.append("<h2>Failed cases</h2>" + _table(["case", "reason"], [[c.name, c.error] for c in failed], 2))
+        parts.append("<h2>Failed cases</h2>" + html_table(["case", "reason"], [[c.name, c.error] for c in failed], 2))
     parts.append(f'<p class="note">ALLNet {html.escape(__version__)}. {html.escape(DIS_LABEL)}.</p></body></html>')
     return "".join(parts)
 
