@@ -35,6 +35,7 @@ from .data import Case
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t2")
 _CORE_MODULES = ("io.py", "validation.py", "preprocessing", "anatomy.py", "tissue.py",
                  "templates.py", "grid.py")
+_NOT_CACHED = {"preprocessing/pair.py"}
 CACHE_FORMAT = 1
 
 
@@ -78,17 +79,26 @@ def with_normalisation(case: CachedCase, normalisation: str) -> CachedCase:
     return replace(case, images=stacked, normalisation=normalisation)
 
 
+def hashed_core_files() -> list[Path]:
+    """The core source files whose code produces cached tensors (``_CORE_MODULES``, minus the
+    longitudinal pair preprocessing, which no cached tensor goes through)."""
+    root = Path(allnet.__file__).resolve().parent
+    out = []
+    for name in _CORE_MODULES:
+        path = root / name
+        for f in (sorted(path.rglob("*.py")) if path.is_dir() else [path]):
+            if f.is_file() and f.relative_to(root).as_posix() not in _NOT_CACHED:
+                out.append(f)
+    return out
+
+
 def preprocessing_version() -> str:
     """Short hash of the core code that produces cached tensors (changes invalidate)."""
     root = Path(allnet.__file__).resolve().parent
     digest = hashlib.sha1(f"format={CACHE_FORMAT};allnet={getattr(allnet, '__version__', '')}".encode())
-    for name in _CORE_MODULES:
-        path = root / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for f in files:
-            if f.is_file():
-                digest.update(f.relative_to(root).as_posix().encode())
-                digest.update(f.read_bytes())
+    for f in hashed_core_files():
+        digest.update(f.relative_to(root).as_posix().encode())
+        digest.update(f.read_bytes())
     return digest.hexdigest()[:12]
 
 

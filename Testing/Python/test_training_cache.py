@@ -49,3 +49,13 @@ def test_cached_cases_convert_to_the_model_normalisation_once():
     assert with_normalisation(case, "robust-zscore") is case
     with pytest.raises(ValueError, match="cannot convert"):
         with_normalisation(converted, "robust-zscore")
+
+
+def test_cache_key_follows_the_code_that_makes_cached_tensors_only():
+    """Editing the normalisation invalidates cached cases; editing the longitudinal pair
+    preprocessing, which no cached tensor goes through, does not."""
+    from allnet_training.cache import hashed_core_files
+
+    names = {f.as_posix().split("/allnet/", 1)[1] for f in hashed_core_files()}
+    assert {"preprocessing/intensity.py", "preprocessing/pipeline.py", "anatomy.py", "tissue.py"} <= names
+    assert "preprocessing/pair.py" not in names
