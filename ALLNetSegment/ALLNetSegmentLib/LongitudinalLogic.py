@@ -20,7 +20,8 @@ from .InstallLogic import InstallLogic
 from .LongitudinalImport import ChangeImporter, ChangeResult
 from .Parameter import SegmentationSettings
 from .ProcessRunner import ProcessRunner, RunOutcome
-from .SegmentationLogic import RunnerProtocol, SegmentationLogic, pythonSlicerExecutable
+from .SegmentationLogic import (CORE_PROCESS_ENVIRONMENT, RunnerProtocol, SegmentationLogic,
+                                pythonSlicerExecutable)
 from .Signal import Signal
 
 VISIT_NAMES = {"baseline": "baseline", "followup": "follow-up"}
@@ -139,7 +140,7 @@ class LongitudinalLogic:
         args, outputDir = self._prepare(volumes, settings)
         self._pending = {"flair": volumes[(VISITS[-1], "flair")], "outputDir": outputDir, "table": tableNode}
         # cwd = module folder: `python -m allnet` then finds the bundled core package.
-        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment={"PYTHONUNBUFFERED": "1"})
+        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=CORE_PROCESS_ENVIRONMENT)
 
     def run(self, volumes: VisitVolumes, settings: SegmentationSettings | None = None,
             keepOutputs: bool = False) -> ChangeResult:
@@ -147,7 +148,7 @@ class LongitudinalLogic:
         settings = settings or SegmentationSettings()
         args, outputDir = self._prepare(volumes, settings)
         self._pending = None
-        outcome = self.runner.runBlocking(args, cwd=str(self.moduleDir), updateEnvironment={"PYTHONUNBUFFERED": "1"})
+        outcome = self.runner.runBlocking(args, cwd=str(self.moduleDir), updateEnvironment=CORE_PROCESS_ENVIRONMENT)
         if not outcome.ok:
             message = "Longitudinal run cancelled." if outcome.cancelled else withExitMeaning(outcome)
             raise RuntimeError(f"{message}\n\nFiles of the run: {outputDir.parent}")

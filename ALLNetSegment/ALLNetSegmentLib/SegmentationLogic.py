@@ -19,6 +19,11 @@ from .ResultImporter import ImportedResult, ResultImporter
 from .Signal import Signal
 
 
+# Environment of every core process: progress lines must arrive as they are printed, not
+# when a buffer fills.
+CORE_PROCESS_ENVIRONMENT = {"PYTHONUNBUFFERED": "1"}
+
+
 class RunnerProtocol(Protocol):
     """What the logic needs from a process runner (tests may pass their own)."""
 
@@ -95,10 +100,6 @@ class SegmentationLogic:
         outputDir = workDir / "output"
         return self.buildCommand(inputs, outputDir, settings), outputDir
 
-    def _environment(self) -> dict[str, str]:
-        # Progress lines must arrive as they are printed, not when a buffer fills.
-        return {"PYTHONUNBUFFERED": "1"}
-
     # -- running ---------------------------------------------------------------------------
     def start(self, t1Node, flairNode, t2Node=None, segmentationNode=None,
               settings: SegmentationSettings | None = None) -> None:
@@ -108,7 +109,7 @@ class SegmentationLogic:
         self._pending = {"kind": "segment", "flair": flairNode, "segmentation": segmentationNode,
                          "settings": settings, "outputDir": outputDir}
         # cwd = module folder: `python -m allnet` then finds the bundled core package.
-        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
+        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=CORE_PROCESS_ENVIRONMENT)
 
     def startSample(self) -> None:
         """Build the synthetic demo case in the core process; ``sampleFinished`` follows."""
@@ -116,7 +117,7 @@ class SegmentationLogic:
         args = [pythonSlicerExecutable(), "-m", "allnet", "demo", "--case-only", "-o", str(caseParent),
                 "--progress", "json"]
         self._pending = {"kind": "sample", "caseParent": caseParent}
-        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
+        self.runner.start(args, cwd=str(self.moduleDir), updateEnvironment=CORE_PROCESS_ENVIRONMENT)
 
     def segment(self, t1Node, flairNode, t2Node=None, segmentationNode=None,
                 settings: SegmentationSettings | None = None, keepOutputs: bool = False) -> ImportedResult:
@@ -128,7 +129,7 @@ class SegmentationLogic:
         settings = settings or SegmentationSettings()
         args, outputDir = self._prepare(t1Node, flairNode, t2Node, settings)
         self._pending = None
-        outcome = self.runner.runBlocking(args, cwd=str(self.moduleDir), updateEnvironment=self._environment())
+        outcome = self.runner.runBlocking(args, cwd=str(self.moduleDir), updateEnvironment=CORE_PROCESS_ENVIRONMENT)
         if not outcome.ok:
             message = "Segmentation cancelled." if outcome.cancelled else outcome.errorMessage
             raise RuntimeError(f"{message}\n\nFiles of the run: {outputDir.parent}")

@@ -1,5 +1,7 @@
-"""Synthetic tissue phantoms shared by test_synthesis.py and test_lesion_shapes.py."""
+"""Synthetic tissue phantoms and cases shared by several test modules."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -23,3 +25,27 @@ def phantom_maps(size: int = 64) -> dict[str, np.ndarray]:
     gm = inside(20.0) - inside(16.0)
     wm = inside(16.0) - inside(5.0)
     return {"gm": gm, "wm": wm, "csf": csf, "brain": (brain > 0.5).astype(np.uint8), "r": r}
+
+
+def write_mni_case(folder: Path, seed: int, n_lesions: int) -> dict[str, Path]:
+    """A skull-stripped synthetic case on the MNI working grid (the ``--preprocessed`` mode)
+    with ``n_lesions`` known lesions: T1/T2/FLAIR and truth files in ``folder``."""
+    import SimpleITK as sitk
+
+    from allnet.grid import array_to_working_image
+    from allnet.synthesis import ellipsoid_lesions, insert_lesions, synthesize_contrasts
+    from allnet.templates import load_template
+
+    template = load_template()
+    maps = {n: sitk.GetArrayFromImage(getattr(template, n)) for n in ("gm", "wm", "csf", "brain_mask")}
+    rng = np.random.default_rng(seed)
+    images = synthesize_contrasts(maps["gm"], maps["wm"], maps["csf"], maps["brain_mask"], rng, head=False)
+    lesions = ellipsoid_lesions(maps["wm"].shape, maps["wm"], n_lesions, rng, radius_mm=(2.0, 5.0))
+    images, truth = insert_lesions(images, lesions, maps["wm"], rng, brain_mask=maps["brain_mask"])
+    paths = {}
+    for name, array in images.items():
+        paths[name] = folder / f"{name.upper()}.nii.gz"
+        sitk.WriteImage(array_to_working_image(array.astype(np.float32)), str(paths[name]))
+    paths["truth"] = folder / "truth.nii.gz"
+    sitk.WriteImage(array_to_working_image(truth.astype(np.uint8)), str(paths["truth"]))
+    return paths

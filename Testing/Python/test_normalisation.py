@@ -6,16 +6,14 @@ import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from allnet import outputs, pipeline
-from allnet.grid import array_to_working_image
 from allnet.model import ModelConfig, random_bundle, save_model_file
 from allnet.plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, InferencePlan
 from allnet.preprocessing.intensity import WM_CSF_SCALE, apply_normalisation, normalise, tissue_reference
-from allnet.synthesis import ellipsoid_lesions, insert_lesions, synthesize_contrasts
-from allnet.templates import load_template
 from allnet.tissue import CSF, GM, WM
+
+from helpers_synthesis import write_mni_case
 
 SHAPE = (40, 48, 48)
 
@@ -84,24 +82,13 @@ def test_without_usable_csf_the_image_is_only_recentred_on_wm() -> None:
 
 @pytest.fixture(scope="module")
 def mni_case(tmp_path_factory):
-    template = load_template()
-    maps = {n: sitk.GetArrayFromImage(getattr(template, n)) for n in ("gm", "wm", "csf", "brain_mask")}
-    rng = np.random.default_rng(5)
-    images = synthesize_contrasts(maps["gm"], maps["wm"], maps["csf"], maps["brain_mask"], rng, head=False)
-    lesions = ellipsoid_lesions(maps["wm"].shape, maps["wm"], 6, rng, radius_mm=(2.0, 4.0))
-    images, _ = insert_lesions(images, lesions, maps["wm"], rng, brain_mask=maps["brain_mask"])
-    folder = tmp_path_factory.mktemp("norm_case")
-    paths = {}
-    for name, array in images.items():
-        paths[name] = folder / f"{name.upper()}.nii.gz"
-        sitk.WriteImage(array_to_working_image(array.astype(np.float32)), str(paths[name]))
-    return paths, maps
+    return write_mni_case(tmp_path_factory.mktemp("norm_case"), seed=5, n_lesions=6)
 
 
 def test_segment_feeds_a_wm_csf_model_tissue_referenced_images(mni_case, tmp_path, monkeypatch) -> None:
     """``allnet segment`` applies the model's normalisation (read from its file) to every
     modality, with the tissue labels of the case's own T1W segmentation, before the network."""
-    paths, _ = mni_case
+    paths = mni_case
     seen = {}
     real_predict, real_anatomy = pipeline.predict, pipeline.compute_anatomy
 

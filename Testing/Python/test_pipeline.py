@@ -11,11 +11,11 @@ import slicerio
 
 from allnet import outputs, pipeline
 from allnet.contract import REPORT_FILE
-from allnet.grid import array_to_working_image, working_reference
+from allnet.grid import working_reference
 from allnet.inference import Prediction
 from allnet.model import ModelConfig, random_bundle, save_model_file
-from allnet.synthesis import ellipsoid_lesions, insert_lesions, synthesize_contrasts
-from allnet.templates import load_template
+
+from helpers_synthesis import write_mni_case
 
 TINY = dict(base_channels=4, depth=2, max_channels=8, head_channels=4, head_mlp=(4,))
 
@@ -31,20 +31,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mni_case(tmp_path_factory) -> dict[str, Path]:
     """A skull-stripped synthetic case on the MNI grid with known lesions (the --preprocessed mode)."""
-    template = load_template()
-    maps = {n: sitk.GetArrayFromImage(getattr(template, n)) for n in ("gm", "wm", "csf", "brain_mask")}
-    rng = np.random.default_rng(3)
-    images = synthesize_contrasts(maps["gm"], maps["wm"], maps["csf"], maps["brain_mask"], rng, head=False)
-    lesions = ellipsoid_lesions(maps["wm"].shape, maps["wm"], 8, rng, radius_mm=(2.0, 5.0))
-    images, truth = insert_lesions(images, lesions, maps["wm"], rng, brain_mask=maps["brain_mask"])
-    folder = tmp_path_factory.mktemp("mni_case")
-    paths = {}
-    for name, array in images.items():
-        paths[name] = folder / f"{name.upper()}.nii.gz"
-        sitk.WriteImage(array_to_working_image(array.astype(np.float32)), str(paths[name]))
-    paths["truth"] = folder / "truth.nii.gz"
-    sitk.WriteImage(array_to_working_image(truth.astype(np.uint8)), str(paths["truth"]))
-    return paths
+    return write_mni_case(tmp_path_factory.mktemp("mni_case"), seed=3, n_lesions=8)
 
 
 def test_outputs_geometry_and_summary(mni_case, tiny_model, tmp_path) -> None:
