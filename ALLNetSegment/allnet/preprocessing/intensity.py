@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, SUPPORTED_NORMALISATIONS
+from ..tissue import CSF, WM
+
 IQR_TO_SD = 1.349
 CLIP = 10.0
 
@@ -40,8 +43,8 @@ def normalise(image: np.ndarray, brain_mask: np.ndarray,
 # One unit of the WM-CSF contrast maps to this many units: on the development scans the
 # robust z-score puts WM and CSF 2.0-3.4 apart, so both normalisations span similar ranges.
 WM_CSF_SCALE = 2.5
-# Fewer reference voxels than this, or a contrast under this fraction of the robust spread,
-# and the tissue reference is not trusted: the image is only re-centred on WM.
+# Fewer reference voxels than this, or a WM-CSF contrast under MIN_CONTRAST robust SDs, and
+# the tissue reference is not trusted: the image is only re-centred on WM.
 MIN_REFERENCE_VOXELS = 100
 MIN_CONTRAST = 0.5
 
@@ -77,9 +80,6 @@ def apply_normalisation(images: dict[str, np.ndarray], brain_mask: np.ndarray,
     ``normalise`` returns them) given the case's T1W tissue labels (``allnet.tissue``: 1 CSF,
     3 WM; same grid). 'robust-zscore' returns the images as they are; 'wm-csf' applies
     :func:`tissue_reference` with the tissue masks inside the brain."""
-    from ..plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, SUPPORTED_NORMALISATIONS
-    from ..tissue import CSF, WM
-
     if normalisation == NORMALISATION_ROBUST_ZSCORE:
         return images
     if normalisation != NORMALISATION_WM_CSF:
