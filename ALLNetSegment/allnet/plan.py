@@ -24,8 +24,17 @@ NORMALISATION_ROBUST_ZSCORE = "robust-zscore"
 # robust z-score, then WM median -> 0 and the WM-CSF contrast -> a fixed unit, from the T1W
 # tissue segmentation (``allnet.preprocessing.intensity.apply_normalisation``)
 NORMALISATION_WM_CSF = "wm-csf"
+# the same on FLAIR and T1W only, where CSF is dark by physics; T2W keeps the robust z-score
+# (on T2W partial-volume CSF can sit barely above grey matter and make the gain explode)
+NORMALISATION_WM_CSF_FLAIR_T1 = "wm-csf-flair-t1"
 SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
-SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF)
+SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1)
+# the modalities each normalisation re-references to the tissues (the others: robust z-score)
+TISSUE_REFERENCED_MODALITIES: dict[str, tuple[str, ...]] = {
+    NORMALISATION_ROBUST_ZSCORE: (),
+    NORMALISATION_WM_CSF: ("flair", "t1", "t2"),
+    NORMALISATION_WM_CSF_FLAIR_T1: ("flair", "t1"),
+}
 
 
 @dataclass(frozen=True)

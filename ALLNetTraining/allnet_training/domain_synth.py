@@ -297,7 +297,7 @@ class DomainSynth:
                 image, ref = quantise(image, top), quantise(ref, top)
             if modality in present:
                 images[MODALITIES.index(modality)] = pipeline_normalised(
-                    image, mask, ref, _TISSUE_CLASS[ref_index], cfg.normalisation)
+                    image, mask, ref, _TISSUE_CLASS[ref_index], cfg.normalisation, modality)
         return images, present, mask
 
     def _draw_means(self, modality: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ import pytest
 
 from allnet import outputs, pipeline
 from allnet.model import ModelConfig, random_bundle, save_model_file
-from allnet.plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, InferencePlan
+from allnet.plan import (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1,
+                         InferencePlan)
 from allnet.preprocessing.intensity import WM_CSF_SCALE, apply_normalisation, normalise, tissue_reference
 from allnet.tissue import CSF, GM, WM
 
@@ -70,6 +71,21 @@ def test_robust_zscore_models_get_the_images_as_they_are_and_unknown_names_are_r
     with pytest.raises(ValueError, match="tissue labels"):
         apply_normalisation(images, brain, None, NORMALISATION_WM_CSF)
     assert InferencePlan(normalisation=NORMALISATION_WM_CSF).normalisation == NORMALISATION_WM_CSF
+
+
+def test_flair_t1_variant_leaves_t2w_as_robust_zscore() -> None:
+    """'wm-csf-flair-t1' references FLAIR and T1W to the tissues and leaves T2W alone: on a
+    T2W whose CSF class is barely brighter than grey matter the full 'wm-csf' gain explodes."""
+    image, brain, tissue, _ = _phantom(1.6)
+    z = normalise(image, brain)
+    weak_t2 = np.where(tissue == CSF, z + 0.3, z).astype(np.float32)  # CSF ~ WM level on T2W
+    images = {"flair": z, "t1": z, "t2": weak_t2}
+    full = apply_normalisation(images, brain, tissue, NORMALISATION_WM_CSF)
+    partial = apply_normalisation(images, brain, tissue, NORMALISATION_WM_CSF_FLAIR_T1)
+    np.testing.assert_array_equal(partial["flair"], full["flair"])
+    np.testing.assert_array_equal(partial["t1"], full["t1"])
+    np.testing.assert_array_equal(partial["t2"], weak_t2)
+    assert np.abs(full["t2"] - weak_t2)[brain].mean() > 0.5
 
 
 def test_without_usable_csf_the_image_is_only_recentred_on_wm() -> None:

@@ -160,11 +160,17 @@ def test_wm_csf_crops_are_the_core_normalisation_given_the_whole_brain():
     image = (np.select([tissue == CSF, tissue == WM], [0.3, 1.0], 1.4)
              * rng.gamma(20.0, 0.05, tissue.shape)).astype(np.float32)
     mask = np.ones(image.shape, np.uint8)
-    crop = pipeline_normalised(image, mask, image.ravel(), tissue.ravel(), "wm-csf")
-    core = apply_normalisation({"flair": normalise(image, mask)}, mask, tissue, "wm-csf")["flair"]
-    np.testing.assert_allclose(crop, core, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(pipeline_normalised(image, mask, image.ravel(), tissue.ravel(), "robust-zscore"),
-                               normalise(image, mask), rtol=1e-5, atol=1e-5)
+    zscored = normalise(image, mask)
+    for normalisation in ("wm-csf", "wm-csf-flair-t1", "robust-zscore"):
+        core = apply_normalisation({m: zscored for m in ("flair", "t1", "t2")}, mask, tissue, normalisation)
+        for modality in ("flair", "t1", "t2"):
+            crop = pipeline_normalised(image, mask, image.ravel(), tissue.ravel(), normalisation, modality)
+            np.testing.assert_allclose(crop, core[modality], rtol=1e-4, atol=1e-4)
+    # T2W stays robust z-scored under 'wm-csf-flair-t1' and is re-referenced under 'wm-csf'
+    t2 = {n: pipeline_normalised(image, mask, image.ravel(), tissue.ravel(), n, "t2")
+          for n in ("wm-csf", "wm-csf-flair-t1")}
+    np.testing.assert_allclose(t2["wm-csf-flair-t1"], zscored, rtol=1e-5, atol=1e-5)
+    assert np.abs(t2["wm-csf"] - zscored).max() > 0.1
 
 
 def test_rendered_crops_follow_the_model_normalisation():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plan import NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, SUPPORTED_NORMALISATIONS
+from ..plan import SUPPORTED_NORMALISATIONS, TISSUE_REFERENCED_MODALITIES
 from ..tissue import CSF, WM
 
 IQR_TO_SD = 1.349
@@ -77,15 +77,18 @@ def tissue_reference(zscored: np.ndarray, mask: np.ndarray, wm_values: np.ndarra
 def apply_normalisation(images: dict[str, np.ndarray], brain_mask: np.ndarray,
                         tissue: np.ndarray | None, normalisation: str) -> dict[str, np.ndarray]:
     """The model's normalisation (``allnet.plan`` names) of robust z-scored images (KJI, as
-    ``normalise`` returns them) given the case's T1W tissue labels (``allnet.tissue``: 1 CSF,
-    3 WM; same grid). 'robust-zscore' returns the images as they are; 'wm-csf' applies
-    :func:`tissue_reference` with the tissue masks inside the brain."""
-    if normalisation == NORMALISATION_ROBUST_ZSCORE:
-        return images
-    if normalisation != NORMALISATION_WM_CSF:
+    ``normalise`` returns them, keyed by modality 'flair'/'t1'/'t2') given the case's T1W
+    tissue labels (``allnet.tissue``: 1 CSF, 3 WM; same grid). 'robust-zscore' returns the
+    images as they are; 'wm-csf' applies :func:`tissue_reference` to every modality,
+    'wm-csf-flair-t1' to FLAIR and T1W only (``allnet.plan.TISSUE_REFERENCED_MODALITIES``)."""
+    if normalisation not in SUPPORTED_NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {SUPPORTED_NORMALISATIONS}, got {normalisation!r}")
+    referenced = TISSUE_REFERENCED_MODALITIES[normalisation]
+    if not referenced:
+        return images
     if tissue is None:
-        raise ValueError("the 'wm-csf' normalisation needs the case's tissue labels")
+        raise ValueError(f"the {normalisation!r} normalisation needs the case's tissue labels")
     brain = brain_mask > 0
     wm, csf = brain & (tissue == WM), brain & (tissue == CSF)
-    return {name: tissue_reference(image, brain, image[wm], image[csf]) for name, image in images.items()}
+    return {name: tissue_reference(image, brain, image[wm], image[csf]) if name in referenced else image
+            for name, image in images.items()}
