@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 
             config, states = state_dicts_from_model_files(args.models)
             meta = json.loads(args.meta.read_text()) if args.meta else {}
+            if args.meta:  # its content is stored; where it lay on one machine is not
+                command_line = command_line.replace(shlex.quote(str(args.meta)), shlex.quote(args.meta.name))
             export_bundle(args.out, config, states, {"command": command_line, **meta})
             print(f"wrote {args.out} ({len(states)} members)")
             return 0

@@ -176,3 +176,22 @@ def test_sidecar_names_the_file_its_training_and_validation(cases, tmp_path):
     assert main(["sidecar", str(tmp_path / "m.pt"), "--crossval", str(tmp_path / "cv"),
                  "--out", str(tmp_path / "cli.json"), "--relative-to", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "cli.json").read_text()) == card
+
+
+def test_export_stores_the_extra_metadata_and_names_its_file_not_its_folder(tmp_path):
+    import json
+
+    from allnet.model import ModelConfig, random_bundle, save_model_file
+    from allnet_training.cli import main
+
+    for seed in (0, 1):
+        member = random_bundle(tiny_model_config(), n=1, seed=seed)
+        save_model_file(tmp_path / f"m{seed}.pt", member.config, [m.state_dict() for m in member.members], {})
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "meta.json").write_text(json.dumps({"stage": "stage 2", "seeds": [0, 1]}))
+    assert main(["export", str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "--out", str(tmp_path / "b.pt"),
+                 "--meta", str(tmp_path / "card" / "meta.json")]) == 0
+    bundle = load_model_file(tmp_path / "b.pt")
+    assert len(bundle.members) == 2 and bundle.meta["stage"] == "stage 2" and bundle.meta["seeds"] == [0, 1]
+    assert bundle.meta["command"].endswith("--meta meta.json") and str(tmp_path / "card") not in bundle.meta["command"]
+    assert isinstance(bundle.config, ModelConfig)
