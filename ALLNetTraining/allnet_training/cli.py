@@ -321,11 +321,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        from .distributed import cleanup, init_from_env
+        from .distributed import cleanup, finish, init_from_env
 
         distributed = init_from_env()
         try:
-            return _run(args, command_line, distributed)
+            status = _run(args, command_line, distributed)
+            finish()
+            return status
         finally:
             cleanup()
     except AllnetError as exc:

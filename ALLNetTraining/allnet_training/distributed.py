@@ -35,6 +35,13 @@ def init_from_env() -> bool:
     return True
 
 
+def finish() -> None:
+    """Wait until every rank got here (after a successful run), so no rank tears the group
+    down while rank 0 still writes the model: with gloo that can abort the others at exit."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -57,6 +64,7 @@ def _worker(rank: int, world: int, port: int, model_config: ModelConfig, train_c
         sampler = CropSampler(cases, sampler_config, model_config.modalities,
                               normalisation=model_config.normalisation)
         train(model_config, train_config, sampler, out_dir, progress=False)
+        finish()
     finally:
         dist.destroy_process_group()
 
