@@ -2,8 +2,8 @@
 
 Cross-validation keeps, for every held-out case, the ensemble's vote, mean probability
 and sphere-head (lesion-score) map on the working grid (``fold_<subject>/oof/<case>.npz``).
-:func:`tune_plan` then searches the probability threshold and the lesion-score threshold
-that maximise the mean of DSC and lesion-wise F1 over all held-out cases, scoring exactly
+:func:`tune_plan` then searches the probability threshold, the lesion-score threshold and the
+minimum lesion size that maximise the mean of DSC and lesion-wise F1 over all held-out cases, scoring exactly
 as ``allnet segment`` post-processes (``allnet.postprocess``) and as the evaluation counts
 (``allnet.metrics.evaluate_case``, 18-connectivity). Nothing is tuned on a case whose
 predictions came from a model that saw it.
@@ -25,6 +25,9 @@ OOF_DIR = "oof"
 PLAN_FILE = "plan.json"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SCORE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+# mm3 (1 mm working grid). 10 mm3 is the floor (MAGNIMS' 3 mm long axis, see allnet.plan);
+# a larger floor trades the smallest true lesions for fewer false ones.
+MIN_LESION_MM3 = (10.0, 20.0, 30.0)
 
 
 def save_oof(fold_dir: Path, case_id: str, probability: np.ndarray, sphere: np.ndarray | None,
@@ -62,9 +65,10 @@ def score_case(arrays: dict[str, np.ndarray], plan: InferencePlan) -> tuple[floa
 
 
 def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict | None:
-    """Choose threshold and lesion-score threshold on the stored out-of-fold predictions;
-    writes ``plan.json`` in ``out_dir`` (grid of values, scores, the choice) and returns it.
-    None when no predictions are stored."""
+    """Choose threshold, lesion-score threshold and minimum lesion size on the stored
+    out-of-fold predictions; writes ``plan.json`` in ``out_dir`` (grid of values, scores, the
+    choice) and returns it. Ties go to the smaller size and score floors and the threshold
+    nearest 0.5. None when no predictions are stored."""
     cases = load_oof(Path(out_dir))
     if not cases:
         return None
@@ -72,15 +76,20 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
     grid = []
     for threshold in THRESHOLDS:
         for score_threshold in (SCORE_THRESHOLDS if has_scores else (0.0,)):
-            plan = dataclasses.replace(base, threshold=threshold, lesion_score_threshold=score_threshold)
-            per_case = [score_case(a, plan) for a in cases.values()]
-            dsc, lf1 = (float(np.mean([p[i] for p in per_case])) for i in (0, 1))
-            grid.append({"threshold": threshold, "lesion_score_threshold": score_threshold,
-                         "mean_dsc": dsc, "mean_lf1": lf1, "objective": (dsc + lf1) / 2})
-    best = max(grid, key=lambda g: (g["objective"], -g["lesion_score_threshold"], -abs(g["threshold"] - 0.5)))
-    chosen = dataclasses.replace(base, threshold=best["threshold"],
+            for min_mm3 in MIN_LESION_MM3:
+                plan = dataclasses.replace(base, threshold=threshold, lesion_score_threshold=score_threshold,
+                                           min_lesion_mm3=min_mm3)
+                per_case = [score_case(a, plan) for a in cases.values()]
+                dsc, lf1 = (float(np.mean([p[i] for p in per_case])) for i in (0, 1))
+                grid.append({"threshold": threshold, "lesion_score_threshold": score_threshold,
+                             "min_lesion_mm3": min_mm3, "mean_dsc": dsc, "mean_lf1": lf1,
+                             "objective": (dsc + lf1) / 2})
+    best = max(grid, key=lambda g: (round(g["objective"], 9), -g["min_lesion_mm3"], -g["lesion_score_threshold"],
+                                    -abs(g["threshold"] - 0.5)))
+    chosen = dataclasses.replace(base, threshold=best["threshold"], min_lesion_mm3=best["min_lesion_mm3"],
                                  lesion_score_threshold=best["lesion_score_threshold"])
-    default = next(g for g in grid if g["threshold"] == base.threshold and g["lesion_score_threshold"] == 0.0)
+    default = next(g for g in grid if g["threshold"] == base.threshold and g["lesion_score_threshold"] == 0.0
+                   and g["min_lesion_mm3"] == base.min_lesion_mm3)
     result = {"plan": {k: v for k, v in chosen.to_dict().items() if k not in ("grid", "normalisation")},
               "cases": sorted(cases), "objective": "mean of DSC and lesion-wise F1 over held-out cases",
               "chosen": best, "default": default, "grid": grid}

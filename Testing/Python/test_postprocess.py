@@ -142,6 +142,24 @@ def test_plan_tuning_on_out_of_fold_predictions_prefers_the_lesion_score_when_it
     assert json.loads((tmp_path / PLAN_FILE).read_text())["cases"] == ["case0", "case1"]
 
 
+def test_plan_tuning_raises_the_minimum_size_only_when_small_components_are_false(tmp_path) -> None:
+    from allnet_training.plan_tuning import save_oof, tune_plan
+
+    reference = np.zeros((24, 24, 24), np.uint8)
+    reference[3:7, 3:7, 3:7] = 1  # 64 mm3
+    probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+    sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+    probability[14:16, 14:16, 14:18] = 0.9  # 16 mm3 false positive the sphere head backs
+    sphere[14:16, 14:16, 14:18] = 0.8
+    save_oof(tmp_path / "small_false" / "fold_a", "a", probability, sphere, reference)
+    tuned = tune_plan(tmp_path / "small_false")
+    assert tuned["plan"]["min_lesion_mm3"] == 20.0 and tuned["chosen"]["mean_lf1"] == pytest.approx(1.0)
+    assert tuned["default"]["min_lesion_mm3"] == 10.0 and tuned["default"]["mean_lf1"] < 1.0
+    reference[14:16, 14:16, 14:18] = 1  # the same small component, now a true lesion
+    save_oof(tmp_path / "small_true" / "fold_a", "a", probability, sphere, reference)
+    assert tune_plan(tmp_path / "small_true")["plan"]["min_lesion_mm3"] == 10.0
+
+
 def test_lesion_score_roc_and_the_plan_command_store_the_plan_in_a_model(tmp_path, capsys) -> None:
     from allnet_training import cli as train_cli
     from allnet_training.plan_tuning import CURVE_FIGURE, lesion_score_curve, load_oof, save_oof
