@@ -1,4 +1,4 @@
-"""``allnet-train``: prepare | train | crossval | ablation | stress | curve | audit | export | sidecar | plan.
+"""``allnet-train``: prepare | train | crossval | ensemble-cv | ablation | stress | curve | audit | export | sidecar | plan.
 
 Cases come from a case-list CSV (``--cases``, see ``data.py``) or the development data
 (``--dev-data ../shared/data``). Preprocessed tensors are cached in ``--cache``.
@@ -89,7 +89,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 DESCRIPTION = """Train, validate and export ALLNet models.
 
-Commands: prepare, train, crossval, ablation, stress, curve, audit, export, plan, sidecar.
+Commands: prepare, train, crossval, ensemble-cv, ablation, stress, curve, audit, export, plan, sidecar.
 Cases come from a case-list CSV (--cases) or the development data (--dev-data ../shared/data);
 preprocessed tensors are cached in --cache. Several processes or GPUs:
 torchrun --nproc_per_node N -m allnet_training.cli train ..."""
@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-validation folder (its fold_*/oof/ predictions; writes plan.json there)")
     p.add_argument("--model", type=Path, default=None,
                    help="model file to store the plan in (default: only write plan.json)")
+    p = sub.add_parser("ensemble-cv", help="leave-one-subject-out estimate of an ensemble whose members were "
+                                           "cross-validated separately (same folds): averages their held-out "
+                                           "predictions, chooses the ensemble's plan, scores every case")
+    p.add_argument("--crossval", type=Path, nargs="+", required=True,
+                   help="finished cross-validation folders, one per member (seed or recipe)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the ensemble's predictions and scores")
     p = sub.add_parser("sidecar", help="write the JSON sidecar of a model file (hash, training, validation)")
     p.add_argument("model", type=Path, help="model file (.pt)")
     p.add_argument("--crossval", type=Path, default=None, help="cross-validation folder (its crossval.json)")
@@ -284,6 +290,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.model:
                 set_inference_plan(args.model, tuned["plan"])
                 print(f"stored in {args.model}")
+            return 0
+        if args.command == "ensemble-cv":
+            from .ensemble_cv import combine_crossvals
+
+            tuned = combine_crossvals(args.crossval, args.out)
+            print((args.out / "crossval.md").read_text())
+            print(f"plan {tuned['plan']} chosen on {len(tuned['cases'])} held-out cases; "
+                  f"store it with: allnet-train plan --crossval {args.out} --model MODEL")
             return 0
         if args.command == "sidecar":
             from .sidecar import write_sidecar

@@ -1,0 +1,70 @@
+"""Ensemble cross-validation: the held-out predictions of separately cross-validated members,
+averaged per fold, scored and used to choose the ensemble's plan."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from allnet.model import ModelConfig, load_model_file, random_bundle, save_model_file
+from allnet.pipeline import model_plan
+from allnet.plan import DEFAULT_PLAN
+from allnet_training.cli import main
+from allnet_training.ensemble_cv import combine_crossvals, score_oof
+from allnet_training.plan_tuning import save_oof
+
+SHAPE = (24, 24, 24)
+
+
+def _member(folder, false_positive: tuple[slice, ...], cases=("s0", "s1")):
+    """One member's cross-validation: every case has the true lesion at p 0.9 and a member-
+    specific false positive at p 0.9 (what one seed gets wrong and another does not)."""
+    for case in cases:
+        reference = np.zeros(SHAPE, np.uint8)
+        reference[3:8, 3:8, 3:8] = 1
+        probability = np.where(reference > 0, 0.9, 0.02).astype(np.float32)
+        probability[false_positive] = 0.9
+        sphere = np.where(probability > 0.5, 0.7, 0.0).astype(np.float32)
+        save_oof(folder / f"fold_{case}", case, probability, sphere, reference)
+
+
+def test_members_that_err_in_different_places_score_as_the_ensemble_would(tmp_path) -> None:
+    _member(tmp_path / "a", np.s_[14:18, 14:18, 14:18])
+    _member(tmp_path / "b", np.s_[14:18, 3:7, 14:18])
+    single = score_oof(tmp_path / "a" / "fold_s0" / "oof" / "s0.npz", DEFAULT_PLAN)
+    assert single.n_pred_false == 1 and single.lf1 < 1.0
+    tuned = combine_crossvals([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
+    summary = json.loads((tmp_path / "ens" / "crossval.json").read_text())
+    assert summary["model"]["mean"]["lf1"] == pytest.approx(1.0) and summary["model"]["mean"]["dsc"] == pytest.approx(1.0)
+    assert summary["model"]["n_cases"] == 2
+    assert [r["case"] for r in summary["cases"]] == ["s0", "s1"]
+    assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "ens" / "sources.json").read_text())["members"] == 2
+    averaged = np.load(tmp_path / "ens" / "fold_s1" / "oof" / "s1.npz")["probability"]
+    assert averaged[15, 15, 15] == pytest.approx(0.46, abs=0.01)  # (0.9 + 0.02) / 2
+
+
+def test_members_of_other_folds_are_refused_naming_the_folder(tmp_path, capsys) -> None:
+    _member(tmp_path / "a", np.s_[14:18, 14:18, 14:18])
+    _member(tmp_path / "c", np.s_[14:18, 14:18, 14:18], cases=("s0", "s2"))
+    with pytest.raises(ValueError, match="other folds or cases"):
+        combine_crossvals([tmp_path / "a", tmp_path / "c"], tmp_path / "ens")
+    assert main(["ensemble-cv", "--crossval", str(tmp_path / "a"), str(tmp_path / "c"),
+                 "--out", str(tmp_path / "ens")]) == 2
+    assert str(tmp_path / "c") in capsys.readouterr().err
+    assert not (tmp_path / "ens" / "crossval.json").exists()
+
+
+def test_the_command_line_chooses_a_plan_that_plan_stores_in_the_model(tmp_path, capsys) -> None:
+    _member(tmp_path / "a", np.s_[14:18, 14:18, 14:18])
+    _member(tmp_path / "b", np.s_[14:18, 3:7, 14:18])
+    assert main(["ensemble-cv", "--crossval", str(tmp_path / "a"), str(tmp_path / "b"),
+                 "--out", str(tmp_path / "ens")]) == 0
+    assert "mean (2 cases)" in capsys.readouterr().out
+    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, head_channels=4, head_mlp=(4,)), n=1)
+    model = tmp_path / "m.pt"
+    save_model_file(model, bundle.config, [m.state_dict() for m in bundle.members], {})
+    assert main(["plan", "--crossval", str(tmp_path / "ens"), "--model", str(model)]) == 0
+    chosen = json.loads((tmp_path / "ens" / "plan.json").read_text())["plan"]
+    assert {k: model_plan(load_model_file(model))[k] for k in chosen} == chosen
