@@ -9,7 +9,10 @@ have shipped: no held-out subject reaches any member. :func:`combine_crossvals` 
 averaged predictions as a cross-validation folder of their own (``fold_<subject>/oof/``), so
 that ``allnet-train plan`` chooses the ensemble's inference plan on them, and scores every
 held-out case with the product's post-processing at the default and at the chosen plan
-(``crossval.json`` in the layout ``allnet-train sidecar`` reads).
+(``crossval.json`` in the layout ``allnet-train sidecar`` reads). Where every member's fold
+model is there with one architecture, the fold's ensemble is written as ``fold_<subject>/
+bundle.pt`` too, so ``allnet-train stress`` perturbs and scores the ensemble (majority vote)
+as it would ship.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from allnet.plan import DEFAULT_PLAN, InferencePlan
 from allnet.postprocess import postprocess_array
 
 from .crossval import TABLE_METRICS, load_case_metrics
+from .ensemble import export_bundle, state_dicts_from_model_files
 from .plan_tuning import OOF_DIR, save_oof, tune_plan
 
 SOURCES_FILE = "sources.json"
@@ -67,8 +71,21 @@ def combine_crossvals(sources: list[str | Path], out_dir: str | Path) -> dict:
         sphere = (np.mean([a["sphere"].astype(np.float32) for a in arrays], axis=0)
                   if all("sphere" in a for a in arrays) else None)
         save_oof(out / key[0], key[1], probability, sphere, reference)
-    write_json_atomic(out / SOURCES_FILE, {"sources": [str(s) for s in sources],
-                                           "members": len(sources), "combination": "mean probability"})
+    bundles = {}
+    for fold in sorted({f for f, _ in found[0]}):
+        members = [s / fold / "bundle.pt" for s in sources]
+        if not all(p.is_file() for p in members):
+            continue
+        try:
+            config, states = state_dicts_from_model_files(members)
+        except ValueError as exc:  # members of different architectures vote but cannot share a file
+            bundles[fold] = f"not written: {exc}"
+            continue
+        export_bundle(out / fold / "bundle.pt", config, states,
+                      {"fold": fold.removeprefix("fold_"), "ensemble_of": [str(p) for p in members]})
+        bundles[fold] = f"{fold}/bundle.pt"
+    write_json_atomic(out / SOURCES_FILE, {"sources": [str(s) for s in sources], "members": len(sources),
+                                           "combination": "mean probability", "fold_bundles": bundles})
     tuned = tune_plan(out)
     plan = InferencePlan.from_dict(tuned["plan"])
     default = dataclasses.replace(DEFAULT_PLAN, normalisation=plan.normalisation)
