@@ -367,7 +367,7 @@ def _run(args, command_line: str, distributed: bool) -> int:
 
         sampler = CropSampler(cached, sampler_cfg, model_cfg.modalities, bank, synth, model_cfg.normalisation)
         init_states = None
-        extra = {"sampler_config": sampler_cfg.to_dict()}
+        extra = {"sampler_config": sampler.cfg.to_dict()}
         if args.init_from is not None:
             from allnet.model import load_model_file
 

@@ -10,7 +10,7 @@ Crops are (D, H, W) = (K, J, I) voxels of the working grid; the paper's 128x128x
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace, asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -73,6 +73,8 @@ class CropSampler:
         # only the training subjects' brains and masks (and non-development ones) remain
         self.synth = (synth.for_training({c.subject_id for c in cases}).with_normalisation(normalisation)
                       if synth is not None else None)
+        if self.synth is not None:  # the settings recorded are those the generator renders with
+            self.cfg = replace(cfg, domain=self.synth.cfg)
         self.channels = [MODALITIES.index(m) for m in modalities]
         self.modalities = tuple(modalities)
         self.t2_channel = self.modalities.index("t2") if "t2" in self.modalities else None

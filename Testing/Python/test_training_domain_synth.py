@@ -136,6 +136,9 @@ def test_sampler_mixes_synthetic_crops_and_keeps_the_real_stream_without_them():
     assert batch["image"].shape == (2, 3, *cfg.crop)
     assert batch["lesion"].shape == batch["sphere"].shape == (2, 1, *cfg.crop)
     assert cfg.to_dict()["synthetic_ratio"] == 1.0
+    # the settings the model file records are those the generator renders with
+    bright = CropSampler(cases[:1], cfg, synth=_synth(replace(DomainSynthConfig(), flair_gm_bright_p=0.6)))
+    assert bright.cfg.to_dict()["domain"]["flair_gm_bright_p"] == 0.6
     with pytest.raises(ValueError, match="synthetic_ratio"):
         CropSampler(cases, cfg)
 
