@@ -3,10 +3,11 @@ cross-validations run on the same folds (different seeds or recipes).
 
 A shipped model is an ensemble; cross-validation trains one member per fold. When the
 members of the shipped ensemble were each cross-validated (``allnet-train crossval`` with
-their own seed and recipe, same development data and therefore the same folds), averaging
-the held-out predictions of the same fold's models is exactly the ensemble that fold would
-have shipped: no held-out subject reaches any member. :func:`combine_crossvals` writes those
-averaged predictions as a cross-validation folder of their own (``fold_<subject>/oof/``), so
+their own seed and recipe, same development data and therefore the same folds), combining
+the held-out predictions of the same fold's models (strict majority vote of their masks, as
+``allnet.inference`` votes; mean lesion score) is exactly the ensemble that fold would have
+shipped: no held-out subject reaches any member. :func:`combine_crossvals` writes those
+combined predictions as a cross-validation folder of their own (``fold_<subject>/oof/``), so
 that ``allnet-train plan`` chooses the ensemble's inference plan on them, and scores every
 held-out case with the product's post-processing at the default and at the chosen plan
 (``crossval.json`` in the layout ``allnet-train sidecar`` reads). Where every member's fold
@@ -31,7 +32,7 @@ from allnet.postprocess import postprocess_array
 
 from .crossval import TABLE_METRICS, load_case_metrics
 from .ensemble import export_bundle, state_dicts_from_model_files
-from .plan_tuning import OOF_DIR, save_oof, tune_plan
+from .plan_tuning import OOF_DIR, save_oof, tune_plan, vote
 
 SOURCES_FILE = "sources.json"
 
@@ -42,9 +43,9 @@ def _fold_cases(crossval_dir: Path) -> dict[tuple[str, str], Path]:
 
 
 def combine_crossvals(sources: list[str | Path], out_dir: str | Path) -> dict:
-    """Average the held-out predictions of ``sources`` (cross-validation folders of the same
-    folds) per case into ``out_dir`` (mean probability; mean lesion-score map when every
-    source has one), choose the ensemble's plan on them (:func:`plan_tuning.tune_plan`) and
+    """Combine the held-out predictions of ``sources`` (cross-validation folders of the same
+    folds) per case into ``out_dir`` (every member's probability, scored by strict majority
+    vote; mean probability; mean lesion-score map when every source has one), choose the ensemble's plan on them (:func:`plan_tuning.tune_plan`) and
     write ``crossval.json``/``crossval.csv``/``crossval.md``. ValueError naming the folder when
     the sources do not hold the same folds and cases or disagree on a reference mask."""
     sources = [Path(s) for s in sources]
@@ -67,10 +68,11 @@ def combine_crossvals(sources: list[str | Path], out_dir: str | Path) -> dict:
         for source, a in zip(sources[1:], arrays[1:]):
             if not np.array_equal(a["reference"], reference):
                 raise ValueError(f"{source}: the reference mask of {key[1]} differs from {sources[0]}'s")
-        probability = np.mean([a["probability"].astype(np.float32) for a in arrays], axis=0)
+        members = np.concatenate([a["members"] if "members" in a else a["probability"][None] for a in arrays])
+        probability = members.astype(np.float32).mean(axis=0)
         sphere = (np.mean([a["sphere"].astype(np.float32) for a in arrays], axis=0)
                   if all("sphere" in a for a in arrays) else None)
-        save_oof(out / key[0], key[1], probability, sphere, reference)
+        save_oof(out / key[0], key[1], probability, sphere, reference, members=members)
     bundles = {}
     for fold in sorted({f for f, _ in found[0]}):
         members = [s / fold / "bundle.pt" for s in sources]
@@ -85,7 +87,9 @@ def combine_crossvals(sources: list[str | Path], out_dir: str | Path) -> dict:
                       {"fold": fold.removeprefix("fold_"), "ensemble_of": [str(p) for p in members]})
         bundles[fold] = f"{fold}/bundle.pt"
     write_json_atomic(out / SOURCES_FILE, {"sources": [str(s) for s in sources], "members": len(sources),
-                                           "combination": "mean probability", "fold_bundles": bundles})
+                                           "combination": "strict majority vote of the members' masks "
+                                                          "(as allnet.inference); mean lesion score",
+                                           "fold_bundles": bundles})
     tuned = tune_plan(out)
     plan = InferencePlan.from_dict(tuned["plan"])
     default = dataclasses.replace(DEFAULT_PLAN, normalisation=plan.normalisation)
@@ -98,9 +102,9 @@ def score_oof(path: Path, plan: InferencePlan) -> CaseMetrics:
     ``allnet segment`` does; counted at 18-connectivity; 1 mm working grid)."""
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
-    vote = (arrays["probability"].astype(np.float32) > plan.threshold).astype(np.float32)
     sphere = arrays.get("sphere")
-    labels, _ = postprocess_array(vote, plan, None if sphere is None else sphere.astype(np.float32))
+    labels, _ = postprocess_array(vote(arrays, plan.threshold), plan,
+                                  None if sphere is None else sphere.astype(np.float32))
     return evaluate_case(labels > 0, arrays["reference"], spacing=(1.0, 1.0, 1.0), case=path.stem)
 
 

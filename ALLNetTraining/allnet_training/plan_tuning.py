@@ -31,13 +31,16 @@ MIN_LESION_MM3 = (10.0, 20.0, 30.0)
 
 
 def save_oof(fold_dir: Path, case_id: str, probability: np.ndarray, sphere: np.ndarray | None,
-             reference: np.ndarray) -> Path:
+             reference: np.ndarray, members: np.ndarray | None = None) -> Path:
     """Store one held-out case's mean probability, lesion-score map (float16, KJI working
-    grid) and reference mask (uint8) for plan tuning."""
+    grid) and reference mask (uint8) for plan tuning; ``members``: each member's probability
+    (M, K, J, I) when the prediction is an ensemble's, so scoring votes as the product does."""
     path = Path(fold_dir) / OOF_DIR / f"{case_id}.npz"
     arrays = {"probability": probability.astype(np.float16), "reference": (reference > 0).astype(np.uint8)}
     if sphere is not None:
         arrays["sphere"] = sphere.astype(np.float16)
+    if members is not None:
+        arrays["members"] = members.astype(np.float16)
     with atomic_file(path) as tmp:
         with tmp.open("wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -53,13 +56,21 @@ def load_oof(out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     return found
 
 
+def vote(arrays: dict[str, np.ndarray], threshold: float) -> np.ndarray:
+    """The ensemble's binary vote (float32 0/1, KJI) as ``allnet.inference.predict`` makes it:
+    a strict majority of the members' probabilities above ``threshold`` (stored members), or
+    the one member's probability above it."""
+    if "members" in arrays:
+        members = arrays["members"].astype(np.float32)
+        return (2 * (members > threshold).sum(axis=0) > members.shape[0]).astype(np.float32)
+    return (arrays["probability"].astype(np.float32) > threshold).astype(np.float32)
+
+
 def score_case(arrays: dict[str, np.ndarray], plan: InferencePlan) -> tuple[float, float]:
-    """(DSC, L-F1) of one held-out case post-processed with ``plan``. The vote is
-    approximated by the mean probability above the threshold (majority vote and mean agree
-    for one member; for ensembles the mean is the smoother, slightly optimistic choice)."""
-    vote = (arrays["probability"].astype(np.float32) > plan.threshold).astype(np.float32)
+    """(DSC, L-F1) of one held-out case post-processed with ``plan`` (:func:`vote`)."""
+    vote_map = vote(arrays, plan.threshold)
     sphere = arrays.get("sphere")
-    labels, _ = postprocess_array(vote, plan, None if sphere is None else sphere.astype(np.float32))
+    labels, _ = postprocess_array(vote_map, plan, None if sphere is None else sphere.astype(np.float32))
     metrics = evaluate_case(labels > 0, arrays["reference"], spacing=(1.0, 1.0, 1.0))
     return metrics.dsc, metrics.lf1
 
@@ -129,8 +140,7 @@ def lesion_score_curve(cases: dict[str, dict[str, np.ndarray]], plan: InferenceP
     for arrays in cases.values():
         if "sphere" not in arrays:
             raise ValueError("the held-out predictions carry no lesion scores (model without sphere head)")
-        vote = (arrays["probability"].astype(np.float32) > base.threshold).astype(np.float32)
-        labels, scores = postprocess_array(vote, base, arrays["sphere"].astype(np.float32))
+        labels, scores = postprocess_array(vote(arrays, base.threshold), base, arrays["sphere"].astype(np.float32))
         ref_labels, n = label_components(arrays["reference"] > 0, 18)
         n_ref += n
         ids = np.array(sorted(scores), dtype=int)
