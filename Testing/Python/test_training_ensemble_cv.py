@@ -58,3 +58,35 @@ def test_ensembles_are_scored_by_strict_majority_vote_as_the_product_votes(tmp_p
     summary = json.loads((tmp_path / "ens" / "crossval.json").read_text())
     assert summary["metrics"]["model"][0]["n_pred_lesions"] == 1  # the disputed component is out
     assert json.loads((tmp_path / "ens" / "sources.json").read_text())["combination"].startswith("strict majority")
+
+
+def test_members_of_other_folds_are_refused_naming_the_folder(tmp_path, capsys) -> None:
+    _member(tmp_path / "a", np.s_[14:18, 14:18, 14:18])
+    _member(tmp_path / "c", np.s_[14:18, 14:18, 14:18], cases=("s0", "s2"))
+    with pytest.raises(ValueError, match="other folds or cases"):
+        combine_crossvals([tmp_path / "a", tmp_path / "c"], tmp_path / "ens")
+    assert main(["ensemble-cv", "--crossval", str(tmp_path / "a"), str(tmp_path / "c"),
+                 "--out", str(tmp_path / "ens")]) == 2
+    assert str(tmp_path / "c") in capsys.readouterr().err
+    assert not (tmp_path / "ens" / "crossval.json").exists()
+
+
+def test_the_command_line_chooses_a_plan_that_plan_stores_in_the_model(tmp_path, capsys) -> None:
+    _member(tmp_path / "a", np.s_[14:18, 14:18, 14:18])
+    _member(tmp_path / "b", np.s_[14:18, 3:7, 14:18])
+    tiny = ModelConfig(base_channels=4, depth=2, head_channels=4, head_mlp=(4,))
+    for seed, member in enumerate("ab"):  # each member's fold models
+        for fold in ("fold_s0", "fold_s1"):
+            b = random_bundle(tiny, n=1, seed=seed)
+            save_model_file(tmp_path / member / fold / "bundle.pt", b.config, [m.state_dict() for m in b.members], {})
+    assert main(["ensemble-cv", "--crossval", str(tmp_path / "a"), str(tmp_path / "b"),
+                 "--out", str(tmp_path / "ens")]) == 0
+    assert "mean (2 cases)" in capsys.readouterr().out
+    fold_ensemble = load_model_file(tmp_path / "ens" / "fold_s1" / "bundle.pt")  # what stress perturbs
+    assert len(fold_ensemble.members) == 2 and fold_ensemble.meta["fold"] == "s1"
+    bundle = random_bundle(ModelConfig(base_channels=4, depth=2, head_channels=4, head_mlp=(4,)), n=1)
+    model = tmp_path / "m.pt"
+    save_model_file(model, bundle.config, [m.state_dict() for m in bundle.members], {})
+    assert main(["plan", "--crossval", str(tmp_path / "ens"), "--model", str(model)]) == 0
+    chosen = json.loads((tmp_path / "ens" / "plan.json").read_text())["plan"]
+    assert {k: model_plan(load_model_file(model))[k] for k in chosen} == chosen
