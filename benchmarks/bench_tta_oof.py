@@ -28,9 +28,9 @@ def main() -> int:
     import torch
 
     from allnet.atomic import write_json_atomic
-    from allnet.inference import predict
     from allnet.model import load_model_file
-    from allnet_training.cache import MODALITIES, load_cached, prepare_cases, with_normalisation
+    from allnet_training.cache import load_cached, prepare_cases
+    from allnet_training.crossval import predict_cached
     from allnet_training.data import dev_cases
     from allnet_training.plan_tuning import OOF_DIR, save_oof, tune_plan
 
@@ -40,13 +40,10 @@ def main() -> int:
     for fold in sorted(args.crossval.glob("fold_*")):
         bundle = load_model_file(fold / "bundle.pt")
         for stored in sorted((fold / OOF_DIR).glob("*.npz")):
-            case = with_normalisation(cached[stored.stem], bundle.config.normalisation)
-            images = case.images[[MODALITIES.index(m) for m in bundle.config.modalities]].astype("float32")
-            present = [m for m in bundle.config.modalities if m in case.present]
+            case = cached[stored.stem]
             for name, tta in (("plain", False), ("tta", True)):
                 started = time.perf_counter()
-                p = predict(bundle, images, case.anatomy.astype("float32"), case.brain, device="cpu",
-                            modalities_present=present, tta=tta)
+                p = predict_cached(bundle, case, tta=tta)
                 seconds[name].append(time.perf_counter() - started)
                 save_oof(Path(f"{args.crossval}_{name}") / fold.name, stored.stem, p.probability,
                          p.sphere_probability, case.mask)

@@ -64,15 +64,15 @@ def flair_baseline(case: CachedCase, threshold: float) -> np.ndarray:
 
 
 def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu",
-                   ensemble: str = "full", threshold: float = 0.5):
+                   ensemble: str = "full", threshold: float = 0.5, tta: bool = False):
     """``allnet.inference.predict`` on a cached case (whole working-grid volume), in the
-    model's normalisation."""
+    model's normalisation; ``tta`` adds the left-right flipped pass."""
     case = with_normalisation(case, bundle.config.normalisation)
     order = [MODALITIES.index(m) for m in bundle.config.modalities]
     images = case.images[order].astype(np.float32)
     present = [m for m in bundle.config.modalities if m in case.present]
     return predict(bundle, images, case.anatomy.astype(np.float32), case.brain, device=device,
-                   ensemble=ensemble, modalities_present=present, threshold=threshold)
+                   ensemble=ensemble, modalities_present=present, threshold=threshold, tta=tta)
 
 
 def choose_probability_threshold(bundle: ModelBundle, cases: list[CachedCase], *,

@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from allnet.atomic import write_json_atomic, write_text_atomic
-from allnet.metrics import CaseMetrics, evaluate_case, summarise
+from allnet.metrics import CaseMetrics, summarise
 from allnet.plan import DEFAULT_PLAN, InferencePlan
-from allnet.postprocess import postprocess_array
 
 from .crossval import TABLE_METRICS, load_case_metrics
 from .ensemble import export_bundle, state_dicts_from_model_files
-from .plan_tuning import OOF_DIR, save_oof, tune_plan, vote
+from .plan_tuning import OOF_DIR, case_metrics, save_oof, tune_plan
 
 SOURCES_FILE = "sources.json"
 
@@ -102,10 +101,7 @@ def score_oof(path: Path, plan: InferencePlan) -> CaseMetrics:
     ``allnet segment`` does; counted at 18-connectivity; 1 mm working grid)."""
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
-    sphere = arrays.get("sphere")
-    labels, _ = postprocess_array(vote(arrays, plan.threshold), plan,
-                                  None if sphere is None else sphere.astype(np.float32))
-    return evaluate_case(labels > 0, arrays["reference"], spacing=(1.0, 1.0, 1.0), case=path.stem)
+    return case_metrics(arrays, plan, case=path.stem)
 
 
 def write_scores(out: Path, default: InferencePlan, chosen: InferencePlan,

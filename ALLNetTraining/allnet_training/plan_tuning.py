@@ -66,12 +66,19 @@ def vote(arrays: dict[str, np.ndarray], threshold: float) -> np.ndarray:
     return (arrays["probability"].astype(np.float32) > threshold).astype(np.float32)
 
 
-def score_case(arrays: dict[str, np.ndarray], plan: InferencePlan) -> tuple[float, float]:
-    """(DSC, L-F1) of one held-out case post-processed with ``plan`` (:func:`vote`)."""
-    vote_map = vote(arrays, plan.threshold)
+def case_metrics(arrays: dict[str, np.ndarray], plan: InferencePlan, case: str = ""):
+    """``allnet.metrics.CaseMetrics`` of one held-out case post-processed with ``plan`` as
+    ``allnet segment`` does (:func:`vote`, then ``allnet.postprocess``), counted at
+    18-connectivity on the 1 mm working grid."""
     sphere = arrays.get("sphere")
-    labels, _ = postprocess_array(vote_map, plan, None if sphere is None else sphere.astype(np.float32))
-    metrics = evaluate_case(labels > 0, arrays["reference"], spacing=(1.0, 1.0, 1.0))
+    labels, _ = postprocess_array(vote(arrays, plan.threshold), plan,
+                                  None if sphere is None else sphere.astype(np.float32))
+    return evaluate_case(labels > 0, arrays["reference"], spacing=(1.0, 1.0, 1.0), case=case)
+
+
+def score_case(arrays: dict[str, np.ndarray], plan: InferencePlan) -> tuple[float, float]:
+    """(DSC, L-F1) of one held-out case post-processed with ``plan`` (:func:`case_metrics`)."""
+    metrics = case_metrics(arrays, plan)
     return metrics.dsc, metrics.lf1
 
 
