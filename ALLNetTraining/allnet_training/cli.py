@@ -51,6 +51,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gm-bright-p", type=float, default=None,
                    help="with --synthetic-ratio: probability that a synthetic FLAIR draws grey matter "
                         "near the lesions' level (default: the generator's, 0.3)")
+    p.add_argument("--synth-flair-lesion", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="with --synthetic-ratio: range of a synthetic FLAIR lesion's mean relative to WM "
+                        "(default: the generator's, 1.3 2.4; LOW must exceed 1)")
     p.add_argument("--synth-data", type=Path, default=None,
                    help="folder with lesjak2018/native scans used as extra brains for --synthetic-ratio "
                         "(default: --dev-data)")
@@ -249,13 +252,20 @@ def _synth(args, cached, bank):
     cfg = DomainSynthConfig(normalisation=args.normalisation)
     if args.gm_bright_p is not None:
         cfg = replace(cfg, flair_gm_bright_p=args.gm_bright_p)
+    if args.synth_flair_lesion is not None:
+        cfg = replace(cfg, flair_lesion=tuple(args.synth_flair_lesion))
     shared = args.synth_data or args.dev_data
     masks = args.lesion_masks or (shared / "lesjak2018" / "lesion_masks_mni" if shared else None)
     return build_from_data(cached, shared, args.cache, masks if masks and masks.is_dir() else None, bank, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    lesion_range = getattr(args, "synth_flair_lesion", None)
+    if lesion_range is not None and not 1.0 < lesion_range[0] <= lesion_range[1]:
+        parser.error(f"--synth-flair-lesion {lesion_range[0]:g} {lesion_range[1]:g}: need 1 < LOW <= HIGH "
+                     "(FLAIR lesions are brighter than white matter)")
     command_line = "allnet-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         if args.command == "export":

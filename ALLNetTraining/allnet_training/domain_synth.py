@@ -103,7 +103,13 @@ class DomainSynthConfig:
     lesion_drop: tuple[float, float] = (0.0, 0.4)   # fraction of lesions removed
     lesion_add_max: int = 3                         # real shapes added (0..max)
     flair_gm_bright_p: float = 0.3                  # FLAIR GM drawn near the lesion level
+    flair_lesion: tuple[float, float] = _RANGES["flair"][LESION]  # FLAIR lesion mean / WM
     normalisation: str = NORMALISATION_ROBUST_ZSCORE  # the model's (allnet.plan names)
+
+    def __post_init__(self) -> None:
+        low, high = self.flair_lesion
+        if not 1.0 < low <= high:  # the one FLAIR guarantee: lesions brighter than WM
+            raise ValueError(f"flair_lesion must satisfy 1 < low <= high (relative to WM), got {self.flair_lesion}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -275,7 +281,7 @@ class DomainSynth:
         texture = smooth_noise(labels.shape, rng, cfg.texture_sigma)
         for modality in MODALITIES:  # draws for every modality keep the stream data-free
             means, spreads = self._draw_means(modality, rng)
-            lesion_gain = rng.uniform(*_RANGES[modality][LESION], n_lesions + 1) / means[LESION]
+            lesion_gain = rng.uniform(*self._range(modality, LESION), n_lesions + 1) / means[LESION]
             scale = rng.uniform(0.5, 2.0)
             image = means[index] * (1 + spreads[index] * texture)
             if n_lesions:
@@ -304,14 +310,20 @@ class DomainSynth:
         """Mean (relative to WM = 1) and relative spread per appearance index."""
         means = np.zeros(LESION + 1)
         means[lm.WM] = 1.0
-        for label, (lo, hi) in _RANGES[modality].items():
-            means[label] = rng.uniform(lo, hi)
+        for label in _RANGES[modality]:
+            means[label] = rng.uniform(*self._range(modality, label))
         if modality == "flair" and rng.random() < self.cfg.flair_gm_bright_p:
             # grey matter near the lesions' level: only shape and place tell them apart
             means[lm.CORTICAL_GM] = means[lm.CEREBELLAR_GM] = means[LESION] * rng.uniform(0.85, 1.05)
         spreads = rng.uniform(*self.cfg.spread, LESION + 1)
         spreads[lm.BACKGROUND] = 0.0
         return means, spreads
+
+    def _range(self, modality: str, label: int) -> tuple[float, float]:
+        """(low, high) mean relative to WM of ``label`` on ``modality``."""
+        if modality == "flair" and label == LESION:
+            return tuple(self.cfg.flair_lesion)
+        return _RANGES[modality][label]
 
     def _skull_strip(self, brain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The brain mask as an imperfect skull strip leaves it: grown by 1-3 mm (keeping

@@ -25,3 +25,12 @@ def test_every_option_has_help_and_its_default(command: str) -> None:
         if has_default:
             help_line = parser._get_formatter()._get_help_string(action)
             assert "default" in help_line, f"{command} {action.option_strings}: default not shown"
+
+
+def test_synthetic_flair_lesion_range_must_keep_lesions_brighter_than_white_matter(capsys) -> None:
+    from allnet_training.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["crossval", "--dev-data", "missing", "--out", "unused", "--synth-flair-lesion", "0.9", "2"])
+    assert exit_info.value.code == 2
+    assert "--synth-flair-lesion 0.9 2: need 1 < LOW <= HIGH" in capsys.readouterr().err

@@ -111,6 +111,31 @@ def test_mri_guarantees_hold_over_many_samples():
     assert checked >= 10
 
 
+def _flair_lesion_contrast(synth: DomainSynth, seeds: range) -> float:
+    """Median over lesions of (lesion mean - local WM median) on the rendered FLAIR."""
+    contrasts = []
+    for seed in seeds:
+        region = synth.render(REGION, 1.0, np.random.default_rng(seed))
+        components, n = ndimage.label(region.lesion > 0)
+        for index in range(1, n + 1):
+            component = components == index
+            around = _local_wm(region, component)
+            if component.sum() >= 30 and around.sum() >= 30:
+                contrasts.append(region.images[0][component].mean() - np.median(region.images[0][around]))
+    assert len(contrasts) >= 10
+    return float(np.median(contrasts))
+
+
+def test_flair_lesion_range_sets_how_far_lesions_stand_out_and_keeps_them_brighter():
+    """Faint lesions (1.05-1.15 x WM) stand out less than the default range and still stand out."""
+    plain = dict(t2_missing_p=0.0, skull_p=0.0, flair_gm_bright_p=0.0, thick_slice_p=0.0, quantise_p=0.0)
+    default = _flair_lesion_contrast(_synth(DomainSynthConfig(**plain)), range(12))
+    faint = _flair_lesion_contrast(_synth(DomainSynthConfig(flair_lesion=(1.05, 1.15), **plain)), range(12))
+    assert 0 < faint < 0.5 * default
+    with pytest.raises(ValueError, match="flair_lesion"):
+        DomainSynthConfig(flair_lesion=(0.9, 1.5))  # lesions darker than WM on FLAIR: not MS imaging
+
+
 def test_held_out_subjects_brains_and_masks_are_excluded():
     synth = _synth()
     view = synth.for_training({"A"})  # B held out
