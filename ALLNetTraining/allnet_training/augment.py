@@ -47,6 +47,10 @@ class AugmentConfig:
     gm_shift: float = 0.0          # grey-matter offset drawn in +- this (normalised units)
     csf_shift: float = 0.0         # CSF offset drawn in +- this
     lesion_contrast: tuple[float, float] = (1.0, 1.0)  # factor on lesion - white matter
+    noise_p: float = 0.0           # probability of added Gaussian noise
+    noise_sd: tuple[float, float] = (0.05, 0.35)  # its std (normalised units)
+    blur_p: float = 0.0            # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.4, 1.0)  # its sigma (voxels)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +59,11 @@ class AugmentConfig:
 # ``allnet-train --contrast-augment``: tissue-contrast augmentation and wider intensity ranges
 CONTRAST_AUGMENTATION = dict(intensity_scale=0.15, intensity_shift=0.2, gm_shift=0.8, csf_shift=0.5,
                              lesion_contrast=(0.6, 1.15))
+
+# ``allnet-train --acquisition-augment``: real crops made noisier or smoother, so that noise
+# level stops telling one scanner's scans from another's (the development FLAIRs differ 3x in
+# voxel-scale noise: Lesjak et al. 0.28, MSLesSeg 0.08-0.11 normalised units)
+ACQUISITION_AUGMENTATION = dict(noise_p=0.3, blur_p=0.3)
 
 NO_AUGMENTATION = AugmentConfig(flip_p=0.0, rotate_deg=0.0, scale=(1.0, 1.0), elastic_p=0.0,
                                 intensity_scale=0.0, intensity_shift=0.0, t2_dropout=0.0,
@@ -137,6 +146,42 @@ def tissue_contrast(images: np.ndarray, tissue: np.ndarray, lesion: np.ndarray,
     return out
 
 
+def _gaussian_blur(images: Tensor, brain: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur (sigma in voxels) of (C, D, H, W) inside ``brain`` (1, D, H, W):
+    normalised convolution, so the zeros outside the brain do not darken its edge."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    stack = torch.cat([images * brain, brain], dim=0).unsqueeze(1)  # (C+1, 1, D, H, W)
+    for axis in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = kernel.numel()
+        padding = [0, 0, 0]
+        padding[axis] = radius
+        stack = F.conv3d(stack, kernel.view(shape), padding=tuple(padding))
+    stack = stack[:, 0]
+    return stack[:-1] / stack[-1:].clamp_min(1e-3) * brain
+
+
+def acquisition(images: Tensor, brain: Tensor, cfg: AugmentConfig, gen: torch.Generator) -> Tensor:
+    """Random Gaussian blur and added noise (normalised units) of (C, D, H, W) images inside
+    ``brain``; absent (all-zero) channels stay zero. Draws nothing when switched off, so the
+    random stream is as without it."""
+    if cfg.noise_p <= 0 and cfg.blur_p <= 0:
+        return images
+    blur = float(_uniform(gen, 0, 1)) < cfg.blur_p
+    sigma = float(_uniform(gen, *cfg.blur_sigma))
+    noise = float(_uniform(gen, 0, 1)) < cfg.noise_p
+    sd = float(_uniform(gen, *cfg.noise_sd))
+    field = torch.randn(images.shape, generator=gen)
+    present = (images.flatten(1).abs().amax(dim=1) > 0).float().view(-1, 1, 1, 1)
+    out = _gaussian_blur(images, brain, sigma) if blur else images
+    if noise:
+        out = out + sd * field * brain
+    return out * present
+
+
 def augment(images: Tensor, anatomy: Tensor, labels: Tensor, brain: Tensor,
             out_shape: tuple[int, int, int], cfg: AugmentConfig, gen: torch.Generator,
             t2_channel: int | None = None, absent: tuple[int, ...] = ()
@@ -167,6 +212,7 @@ def augment(images: Tensor, anatomy: Tensor, labels: Tensor, brain: Tensor,
     shifts = _uniform(gen, -1, 1, n_img).float() * cfg.intensity_shift
     drop_t2 = float(_uniform(gen, 0, 1)) < cfg.t2_dropout
     img = (img * scales.view(-1, 1, 1, 1) + shifts.view(-1, 1, 1, 1)) * brn
+    img = acquisition(img, brn, cfg, gen)
     if t2_channel is not None and drop_t2:
         img[t2_channel] = 0
     for channel in absent:

@@ -62,6 +62,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="probability a crop is trained without its T2W (so models run without T2W)")
     p.add_argument("--contrast-augment", action="store_true",
                    help="also vary grey-matter/CSF and lesion contrast per modality (see README)")
+    p.add_argument("--acquisition-augment", action="store_true",
+                   help="also blur (30 %%) or add noise to (30 %%) real crops, so noise level is no cue "
+                        "(see README)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
     p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels,
                    help="channels of the first U-Net level (doubling per level)")
@@ -194,7 +197,7 @@ def _load(args):
 def _configs(args):
     from allnet.model import ModelConfig
 
-    from .augment import CONTRAST_AUGMENTATION, NO_AUGMENTATION, AugmentConfig
+    from .augment import ACQUISITION_AUGMENTATION, CONTRAST_AUGMENTATION, NO_AUGMENTATION, AugmentConfig
     from .losses import LossWeights
     from .patches import SamplerConfig
     from .synthetic import SyntheticConfig
@@ -205,8 +208,9 @@ def _configs(args):
                         anaconv=not args.no_anaconv, sphere_head=not args.no_sphere_head,
                         modality_dropout=args.t2_dropout > 0 and not args.no_augment,
                         normalisation=args.normalisation)
-    contrast = CONTRAST_AUGMENTATION if args.contrast_augment else {}
-    aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout, **contrast)
+    extra = {**(CONTRAST_AUGMENTATION if args.contrast_augment else {}),
+             **(ACQUISITION_AUGMENTATION if args.acquisition_augment else {})}
+    aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout, **extra)
     sampler = SamplerConfig(crop=tuple(args.crop), lesion_p=args.lesion_p, augment=aug,
                             synthetic=SyntheticConfig(p=args.synthetic_p),
                             synthetic_ratio=args.synthetic_ratio)

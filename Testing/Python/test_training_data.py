@@ -186,3 +186,52 @@ def test_contrast_augmentation_is_an_option_off_by_default():
     gen = torch.Generator().manual_seed(5)
     assert tissue_contrast(images, tissue, lesion, brain, plain.augment, gen) is images
     assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+
+
+def _noisy_region(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (3, 16, 24, 24): two noisy channels of std 1 and an absent (zero) one, and a
+    brain mask (1, ...) that leaves a 3-voxel border out."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn((3, 16, 24, 24), generator=gen)
+    images[1] = 0
+    brain = torch.zeros((1, 16, 24, 24))
+    brain[:, 3:-3, 3:-3, 3:-3] = 1
+    return images * brain, brain
+
+
+def test_acquisition_augmentation_blurs_or_adds_noise_inside_the_brain_only():
+    from allnet_training.augment import acquisition
+
+    images, brain = _noisy_region()
+    inside = brain[0] > 0
+    blurred = acquisition(images, brain, AugmentConfig(blur_p=1.0, blur_sigma=(0.8, 0.8)),
+                          torch.Generator().manual_seed(0))
+    noisier = acquisition(images, brain, AugmentConfig(noise_p=1.0, noise_sd=(0.5, 0.5)),
+                          torch.Generator().manual_seed(0))
+    assert float(blurred[0][inside].std()) < 0.5          # white noise of std 1, smoothed
+    assert abs(float(noisier[0][inside].std()) - (1 + 0.5 ** 2) ** 0.5) < 0.05
+    # the brain's edge keeps its level: a constant image stays constant when blurred
+    flat = acquisition(brain.expand(3, -1, -1, -1).clone(), brain, AugmentConfig(blur_p=1.0),
+                       torch.Generator().manual_seed(1))
+    torch.testing.assert_close(flat[0][inside], torch.ones(int(inside.sum())), atol=1e-4, rtol=0)
+    for out in (blurred, noisier):
+        assert torch.all(out[:, ~inside] == 0) and torch.all(out[1] == 0)  # outside, absent channel
+    again = acquisition(images, brain, AugmentConfig(noise_p=1.0, noise_sd=(0.5, 0.5)),
+                        torch.Generator().manual_seed(0))
+    assert torch.equal(noisier, again)
+
+
+def test_acquisition_augmentation_is_an_option_off_by_default():
+    from allnet_training.augment import ACQUISITION_AUGMENTATION, acquisition
+    from allnet_training.cli import _configs, build_parser
+
+    base = ["train", "--dev-data", "data", "--out", "runs"]
+    _, plain, _ = _configs(build_parser().parse_args(base))
+    _, on, _ = _configs(build_parser().parse_args(base + ["--acquisition-augment"]))
+    assert (plain.augment.noise_p, plain.augment.blur_p) == (0.0, 0.0)
+    assert all(getattr(on.augment, k) == v for k, v in ACQUISITION_AUGMENTATION.items())
+    assert (on.domain_augment.noise_p, on.domain_augment.blur_p) == (0.0, 0.0)  # synthetic: own noise
+    images, brain = _noisy_region()
+    gen = torch.Generator().manual_seed(5)
+    assert acquisition(images, brain, plain.augment, gen) is images
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=torch.Generator().manual_seed(5)))
