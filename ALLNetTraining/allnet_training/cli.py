@@ -266,10 +266,13 @@ def _synth(args, cached, bank):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    lesion_range = getattr(args, "synth_flair_lesion", None)
-    if lesion_range is not None and not 1.0 < lesion_range[0] <= lesion_range[1]:
-        parser.error(f"--synth-flair-lesion {lesion_range[0]:g} {lesion_range[1]:g}: need 1 < LOW <= HIGH "
-                     "(FLAIR lesions are brighter than white matter)")
+    if getattr(args, "synth_flair_lesion", None) is not None:  # before any data is loaded
+        from .domain_synth import check_flair_lesion
+
+        try:
+            check_flair_lesion(tuple(args.synth_flair_lesion))
+        except ValueError as exc:
+            parser.error(f"--synth-flair-lesion: {exc}")
     command_line = "allnet-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         if args.command == "export":

@@ -84,6 +84,15 @@ _RANGES: dict[str, dict[int, tuple[float, float]]] = {
 }
 
 
+def check_flair_lesion(flair_lesion: tuple[float, float]) -> None:
+    """ValueError unless ``(low, high)``, a FLAIR lesion mean relative to WM, keeps lesions
+    brighter than WM (the one FLAIR guarantee): 1 < low <= high."""
+    low, high = flair_lesion
+    if not 1.0 < low <= high:
+        raise ValueError(f"flair_lesion {low:g} {high:g}: need 1 < low <= high (relative to WM; "
+                         "FLAIR lesions are brighter than white matter)")
+
+
 @dataclass(frozen=True)
 class DomainSynthConfig:
     """Ranges of the random draws (lengths in mm = voxels; intensities relative to WM)."""
@@ -107,9 +116,7 @@ class DomainSynthConfig:
     normalisation: str = NORMALISATION_ROBUST_ZSCORE  # the model's (allnet.plan names)
 
     def __post_init__(self) -> None:
-        low, high = self.flair_lesion
-        if not 1.0 < low <= high:  # the one FLAIR guarantee: lesions brighter than WM
-            raise ValueError(f"flair_lesion must satisfy 1 < low <= high (relative to WM), got {self.flair_lesion}")
+        check_flair_lesion(self.flair_lesion)
 
     def to_dict(self) -> dict:
         return asdict(self)

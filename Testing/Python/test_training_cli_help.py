@@ -33,4 +33,4 @@ def test_synthetic_flair_lesion_range_must_keep_lesions_brighter_than_white_matt
     with pytest.raises(SystemExit) as exit_info:
         main(["crossval", "--dev-data", "missing", "--out", "unused", "--synth-flair-lesion", "0.9", "2"])
     assert exit_info.value.code == 2
-    assert "--synth-flair-lesion 0.9 2: need 1 < LOW <= HIGH" in capsys.readouterr().err
+    assert "--synth-flair-lesion: flair_lesion 0.9 2: need 1 < low <= high" in capsys.readouterr().err
