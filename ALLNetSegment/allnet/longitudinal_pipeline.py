@@ -41,7 +41,7 @@ from .pipeline import ImageInput, load_models, model_plan
 from .plan import resolve_plan
 from .postprocess import postprocess
 from .preprocessing import registration
-from .preprocessing.intensity import apply_normalisation
+from .preprocessing.noise import model_inputs
 from .preprocessing.pair import VISIT_NAMES, VISITS, PairCase, VisitImages, preprocess_pair
 from .progress import Progress
 
@@ -184,8 +184,8 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
     anatomy = compute_anatomy(case.t1_for_anatomy, case.brain_mask)
     # one head: both visits are referenced to the same tissue voxels
     for visit in VISITS:
-        case.images[visit] = apply_normalisation(case.images[visit], case.brain_mask, anatomy.tissue,
-                                                 resolved.plan.normalisation)
+        case.images[visit], _ = model_inputs(case.images[visit], case.brain_mask, anatomy.tissue,
+                                             resolved.plan.normalisation, resolved.plan.noise_target)
 
     predictions = {}
     for index, visit in enumerate(VISITS):

@@ -60,6 +60,7 @@ class ModelConfig:
     modality_dropout: bool = False
     grid: str = "mni152_1mm"
     normalisation: str = "robust-zscore"
+    noise_target: float = 0.0  # allnet.plan: noisier inputs are smoothed to this noise level
     version: str = "0.1.0"
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +91,9 @@ class ModelConfig:
         for name in ("anaconv", "sphere_head", "modality_dropout"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if (isinstance(self.noise_target, bool) or not isinstance(self.noise_target, (int, float))
+                or not 0 <= self.noise_target <= 1):
+            raise ValueError(f"noise_target must be a number from 0 to 1, got {self.noise_target!r}")
         for name in ("grid", "normalisation", "version"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
@@ -377,13 +381,13 @@ def set_inference_plan(path: str | Path, plan: dict[str, Any]) -> None:
     """Store ``plan`` (``allnet.plan.InferencePlan`` entries) as the inference plan of the
     model file at ``path``; weights and everything else stay byte-identical tensors.
     The file is read with ``weights_only=True`` and rewritten atomically."""
-    from .plan import PLAN_META_KEY, InferencePlan
+    from .plan import MODEL_INPUT_KEYS, PLAN_META_KEY, InferencePlan
 
     checked = InferencePlan.from_dict(plan).to_dict()  # refuse values the core cannot apply
     load_model_file(path)  # the same checks as a run: a broken file is a ModelError here too
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     payload["meta"] = dict(payload.get("meta") or {}) | {
-        PLAN_META_KEY: {k: v for k, v in checked.items() if k not in ("grid", "normalisation")}}
+        PLAN_META_KEY: {k: v for k, v in checked.items() if k not in MODEL_INPUT_KEYS}}
     _check_plain(payload["meta"], "meta")
     with atomic_file(Path(path)) as tmp, tmp.open("wb") as fh:
         torch.save(payload, fh)

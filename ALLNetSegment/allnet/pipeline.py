@@ -25,9 +25,9 @@ from .inference import predict
 from .io import atomic_output_dir, read_image
 from .lesions import Lesion, lesion_table, lesion_totals
 from .model import ModelBundle, bundled_model_path, load_model_file
-from .plan import PLAN_META_KEY, InferencePlan, ResolvedPlan, resolve_plan
+from .plan import MODEL_INPUT_KEYS, PLAN_META_KEY, InferencePlan, ResolvedPlan, resolve_plan
 from .postprocess import postprocess
-from .preprocessing.intensity import apply_normalisation
+from .preprocessing.noise import model_inputs
 from .preprocessing.pipeline import PreprocessedCase, preprocess
 from .progress import Progress
 
@@ -103,10 +103,10 @@ def _architecture(bundle: ModelBundle) -> dict:
 
 
 def model_plan(bundle: ModelBundle) -> dict:
-    """The inference plan stored in a model file (grid and normalisation from its config);
+    """The inference plan stored in a model file (its input entries from its config);
     ModelError naming the file when this version cannot apply it."""
     stored = dict((bundle.meta or {}).get(PLAN_META_KEY) or {})
-    stored |= {"grid": bundle.config.grid, "normalisation": bundle.config.normalisation}
+    stored |= {key: getattr(bundle.config, key) for key in MODEL_INPUT_KEYS}
     try:
         InferencePlan.from_dict(stored)
     except (SettingError, TypeError) as exc:
@@ -166,8 +166,10 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     warnings += case.warnings  # a head mismatch let through by allow_mismatch
     progress.stage("anatomy", message="tissue segmentation and anatomy maps")
     anatomy = compute_anatomy(case.images["t1"], case.brain_mask)
-    case.images = apply_normalisation(case.images, case.brain_mask, anatomy.tissue,
-                                      resolved.plan.normalisation)
+    case.images, noise = model_inputs(case.images, case.brain_mask, anatomy.tissue,
+                                      resolved.plan.normalisation, resolved.plan.noise_target)
+    if noise:
+        case.qc["noise_harmonisation"] = noise
 
     progress.stage("network", message=f"running {len(bundle.members)} model(s)")
     stack = np.stack([case.images.get(m, np.zeros_like(case.images["flair"]))

@@ -28,6 +28,11 @@ NORMALISATION_WM_CSF = "wm-csf"
 # (on T2W partial-volume CSF can sit barely above grey matter and make the gain explode)
 NORMALISATION_WM_CSF_FLAIR_T1 = "wm-csf-flair-t1"
 SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
+# The plan entries that describe the model's inputs: they come from the model's config,
+# never from tuning or run settings.
+MODEL_INPUT_KEYS = ("grid", "normalisation", "noise_target")
+# Noise targets above this would blur normal scans (their noise is 0.06-0.12 units).
+MAX_NOISE_TARGET = 1.0
 SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1)
 # the modalities each normalisation re-references to the tissues (the others: robust z-score)
 TISSUE_REFERENCED_MODALITIES: dict[str, tuple[str, ...]] = {
@@ -37,13 +42,21 @@ TISSUE_REFERENCED_MODALITIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_noise_target(value: object) -> None:
+    """SettingError unless ``value`` is a number in [0, MAX_NOISE_TARGET]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_NOISE_TARGET:
+        raise SettingError("noise_target", f"must be a number from 0 to {MAX_NOISE_TARGET}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class InferencePlan:
     """Post-processing of one model. ``threshold``: probability above which a member votes
     lesion; ``connectivity``: 6, 18 or 26 neighbours join a lesion; ``min_lesion_mm3``:
     smaller lesions are dropped (mm3, measured on the output grid); ``lesion_score_threshold``:
     lesions whose sphere-head peak (0-1) is below it are dropped (0 keeps all);
-    ``grid``/``normalisation``: what the model's inputs must be."""
+    ``grid``/``normalisation``/``noise_target``: what the model's inputs must be (the last:
+    voxel-scale noise, normalised units, that noisier scans are smoothed down to; 0 = off,
+    ``allnet.preprocessing.noise``)."""
 
     threshold: float = 0.5
     connectivity: int = 26
@@ -53,6 +66,7 @@ class InferencePlan:
     lesion_score_threshold: float = 0.0
     grid: str = GRID_MNI152_1MM
     normalisation: str = NORMALISATION_ROBUST_ZSCORE
+    noise_target: float = 0.0
 
     def __post_init__(self) -> None:
         overrides = {k: getattr(self, k) for k in POSTPROCESSING_KEYS}
@@ -62,6 +76,7 @@ class InferencePlan:
         if self.normalisation not in SUPPORTED_NORMALISATIONS:
             raise SettingError("normalisation", f"must be one of {SUPPORTED_NORMALISATIONS}, "
                                                 f"got {self.normalisation!r}")
+        check_noise_target(self.noise_target)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

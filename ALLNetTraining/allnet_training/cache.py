@@ -28,14 +28,15 @@ import allnet
 from allnet.atomic import atomic_file
 from allnet.errors import InputError
 from allnet.plan import NORMALISATION_ROBUST_ZSCORE
-from allnet.preprocessing.intensity import apply_normalisation
+from allnet.preprocessing.noise import model_inputs
 
 from .data import Case
 
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t2")
 _CORE_MODULES = ("io.py", "validation.py", "preprocessing", "anatomy.py", "tissue.py",
                  "templates.py", "grid.py")
-_NOT_CACHED = {"preprocessing/pair.py"}
+# applied after the cache (pair: longitudinal only; noise: from the model plan at load time)
+_NOT_CACHED = {"preprocessing/pair.py", "preprocessing/noise.py"}
 CACHE_FORMAT = 1
 
 
@@ -53,6 +54,7 @@ class CachedCase:
     present: tuple[str, ...]
     # what ``images`` hold: the cache stores the robust z-score (``allnet.plan`` names)
     normalisation: str = NORMALISATION_ROBUST_ZSCORE
+    noise_target: float = 0.0  # and no noise harmonisation
 
     def images_float32(self) -> np.ndarray:
         return self.images.astype(np.float32)
@@ -61,22 +63,23 @@ class CachedCase:
         return self.anatomy.astype(np.float32)
 
 
-def with_normalisation(case: CachedCase, normalisation: str) -> CachedCase:
-    """``case`` with its images in the model normalisation ``normalisation`` (from the stored
-    robust z-score and the case's tissue labels, exactly as ``allnet segment`` applies it);
+def with_normalisation(case: CachedCase, normalisation: str, noise_target: float = 0.0) -> CachedCase:
+    """``case`` with its images as a model of normalisation ``normalisation`` and noise target
+    ``noise_target`` takes them (from the stored robust z-score and the case's tissue labels,
+    through ``allnet.preprocessing.noise.model_inputs`` as ``allnet segment`` applies it);
     the same case when it already is."""
-    if normalisation == case.normalisation:
+    if normalisation == case.normalisation and noise_target == case.noise_target:
         return case
-    if case.normalisation != NORMALISATION_ROBUST_ZSCORE:
+    if case.normalisation != NORMALISATION_ROBUST_ZSCORE or case.noise_target != 0:
         raise ValueError(f"{case.case_id}: cannot convert {case.normalisation!r} images to {normalisation!r}")
     images = {name: case.images[i].astype(np.float32) for i, name in enumerate(MODALITIES)
               if name in case.present}
-    out = apply_normalisation(images, case.brain, case.tissue, normalisation)
+    out, _ = model_inputs(images, case.brain, case.tissue, normalisation, noise_target)
     stacked = np.zeros_like(case.images)
     for i, name in enumerate(MODALITIES):
         if name in out:
             stacked[i] = out[name].astype(case.images.dtype)
-    return replace(case, images=stacked, normalisation=normalisation)
+    return replace(case, images=stacked, normalisation=normalisation, noise_target=noise_target)
 
 
 def hashed_core_files() -> list[Path]:

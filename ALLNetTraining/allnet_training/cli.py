@@ -75,6 +75,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="intensity normalisation the model is trained in and stored with: the robust "
                         "z-score of the brain, or WM/CSF-referenced from the T1W tissue segmentation "
                         "(robust to grey matter brighter than WM on FLAIR)")
+    p.add_argument("--noise-target", type=float, default=0.0, metavar="UNITS",
+                   help="noise harmonisation the model is trained with and stored with: real scans "
+                        "noisier than this (voxel-scale noise in white matter, normalised units; the "
+                        "MSLesSeg scans measure 0.06-0.12, the Lesjak et al. FLAIRs 0.28-0.31) are "
+                        "smoothed down to it, in training and at inference; 0 = off")
     p.add_argument("--no-anaconv", action="store_true", help="heads without the anatomy channels (ablation)")
     p.add_argument("--no-sphere-head", action="store_true",
                    help="no sphere head and no LesLoss (ablation; the model then gives no lesion scores)")
@@ -207,7 +212,7 @@ def _configs(args):
                         head_channels=args.head_channels, head_mlp=(args.head_channels,),
                         anaconv=not args.no_anaconv, sphere_head=not args.no_sphere_head,
                         modality_dropout=args.t2_dropout > 0 and not args.no_augment,
-                        normalisation=args.normalisation)
+                        normalisation=args.normalisation, noise_target=args.noise_target)
     extra = {**(CONTRAST_AUGMENTATION if args.contrast_augment else {}),
              **(ACQUISITION_AUGMENTATION if args.acquisition_augment else {})}
     aug = NO_AUGMENTATION if args.no_augment else AugmentConfig(t2_dropout=args.t2_dropout, **extra)
@@ -221,6 +226,12 @@ def _configs(args):
                         snapshot_every=args.snapshot_every,
                         prior=args.prior if args.prior > 0 else None)
     return model, sampler, train
+
+
+def _architecture(config) -> dict:
+    """The config entries a warm start must share: all but the input preparation (noise
+    harmonisation may be switched on when continuing), meta and version."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("noise_target", "meta", "version")}
 
 
 def _precision(args) -> str:
@@ -273,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
             check_flair_lesion(tuple(args.synth_flair_lesion))
         except ValueError as exc:
             parser.error(f"--synth-flair-lesion: {exc}")
+    if getattr(args, "noise_target", None) is not None:
+        from allnet.contract import SettingError
+        from allnet.plan import check_noise_target
+
+        try:
+            check_noise_target(args.noise_target)
+        except SettingError as exc:
+            parser.error(f"--noise-target: {exc}")
     command_line = "allnet-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         if args.command == "export":
@@ -382,14 +401,15 @@ def _run(args, command_line: str, distributed: bool) -> int:
         from .ensemble import bundle_meta, export_bundle, train_ensemble
         from .patches import CropSampler
 
-        sampler = CropSampler(cached, sampler_cfg, model_cfg.modalities, bank, synth, model_cfg.normalisation)
+        sampler = CropSampler(cached, sampler_cfg, model_cfg.modalities, bank, synth,
+                              model_cfg.normalisation, model_cfg.noise_target)
         init_states = None
         extra = {"sampler_config": sampler.cfg.to_dict()}
         if args.init_from is not None:
             from allnet.model import load_model_file
 
             start = load_model_file(args.init_from)
-            if start.config.to_dict() != model_cfg.to_dict():
+            if _architecture(start.config) != _architecture(model_cfg):
                 raise ValueError(f"{args.init_from}: its architecture differs from the one asked for")
             init_states = [m.state_dict() for m in start.members]
             extra["warm_start"] = {"model": args.init_from.name, "members": len(init_states)}

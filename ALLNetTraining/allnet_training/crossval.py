@@ -67,7 +67,7 @@ def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu"
                    ensemble: str = "full", threshold: float = 0.5, tta: bool = False):
     """``allnet.inference.predict`` on a cached case (whole working-grid volume), in the
     model's normalisation; ``tta`` adds the left-right flipped pass."""
-    case = with_normalisation(case, bundle.config.normalisation)
+    case = with_normalisation(case, bundle.config.normalisation, bundle.config.noise_target)
     order = [MODALITIES.index(m) for m in bundle.config.modalities]
     images = case.images[order].astype(np.float32)
     present = [m for m in bundle.config.modalities if m in case.present]
@@ -133,7 +133,7 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
     staged recipe without the held-out subject ever reaching its fold."""
     fold_dir = out_dir / f"fold_{subject}"
     sampler = CropSampler(train_cases, sampler_cfg, model_config.modalities, bank, synth,
-                          model_config.normalisation)
+                          model_config.normalisation, model_config.noise_target)
     meta = {"fold": subject, "training_cases": [c.case_id for c in train_cases]}
     init_states = None
     if init_from is not None:

@@ -62,7 +62,8 @@ def _worker(rank: int, world: int, port: int, model_config: ModelConfig, train_c
     try:
         cases = [load_cached(p) for p in cache_files]
         sampler = CropSampler(cases, sampler_config, model_config.modalities,
-                              normalisation=model_config.normalisation)
+                              normalisation=model_config.normalisation,
+                              noise_target=model_config.noise_target)
         train(model_config, train_config, sampler, out_dir, progress=False)
         finish()
     finally:

@@ -91,7 +91,7 @@ def combine_crossvals(sources: list[str | Path], out_dir: str | Path) -> dict:
                                            "fold_bundles": bundles})
     tuned = tune_plan(out)
     plan = InferencePlan.from_dict(tuned["plan"])
-    default = dataclasses.replace(DEFAULT_PLAN, normalisation=plan.normalisation)
+    default = dataclasses.replace(DEFAULT_PLAN, normalisation=plan.normalisation, noise_target=plan.noise_target)
     write_scores(out, default, plan, load_case_metrics(sources[0], "baseline"))
     return tuned
 

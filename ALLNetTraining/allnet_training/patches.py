@@ -61,12 +61,14 @@ class CropSampler:
     def __init__(self, cases: list[CachedCase], cfg: SamplerConfig,
                  modalities: tuple[str, ...] = MODALITIES,
                  bank: LesionShapeBank | None = None, synth: DomainSynth | None = None,
-                 normalisation: str = NORMALISATION_ROBUST_ZSCORE) -> None:
+                 normalisation: str = NORMALISATION_ROBUST_ZSCORE, noise_target: float = 0.0) -> None:
         """``normalisation``: the model's (``ModelConfig.normalisation``); real and synthetic
-        crops both come out in it."""
+        crops both come out in it. ``noise_target``: the model's; the real cases are
+        harmonised to it as at inference (synthetic crops keep their randomised noise, whose
+        range spans the target and more)."""
         if not cases:
             raise ValueError("no training cases")
-        cases = [with_normalisation(c, normalisation) for c in cases]
+        cases = [with_normalisation(c, normalisation, noise_target) for c in cases]
         self.cases, self.cfg, self.bank = cases, cfg, bank
         if cfg.synthetic_ratio > 0 and synth is None:
             raise ValueError("synthetic_ratio > 0 needs a domain-synthesis generator")

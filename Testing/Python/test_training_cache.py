@@ -51,6 +51,28 @@ def test_cached_cases_convert_to_the_model_normalisation_once():
         with_normalisation(converted, "robust-zscore")
 
 
+def test_cached_cases_are_harmonised_to_the_model_noise_target():
+    """Training and held-out prediction see a noisy case as ``allnet segment`` gives it to a
+    model with a noise target: smoothed to the target, through the same core function."""
+    from allnet.preprocessing.noise import model_inputs, noise_level, white_matter_core
+    from allnet_training.cache import MODALITIES, with_normalisation
+    from helpers_training import tiny_case
+
+    case = tiny_case(3)
+    core = white_matter_core(case.brain, case.tissue)
+    before = noise_level(case.images[0].astype(np.float32), core)
+    target = round(before * 0.6, 3)
+    converted = with_normalisation(case, "robust-zscore", target)
+    assert converted.noise_target == target and case.noise_target == 0.0
+    images = {m: case.images[i].astype(np.float32) for i, m in enumerate(MODALITIES) if m in case.present}
+    expected, _ = model_inputs(images, case.brain, case.tissue, "robust-zscore", target)
+    assert np.array_equal(converted.images[0], expected["flair"].astype(case.images.dtype))
+    assert not np.array_equal(converted.images[0], case.images[0])  # the FLAIR was smoothed
+    assert with_normalisation(converted, "robust-zscore", target) is converted
+    with pytest.raises(ValueError, match="cannot convert"):
+        with_normalisation(converted, "robust-zscore", 0.0)
+
+
 def test_cache_key_follows_the_code_that_makes_cached_tensors_only():
     """Editing the normalisation invalidates cached cases; editing the longitudinal pair
     preprocessing, which no cached tensor goes through, does not."""
@@ -59,3 +81,4 @@ def test_cache_key_follows_the_code_that_makes_cached_tensors_only():
     names = {f.as_posix().split("/allnet/", 1)[1] for f in hashed_core_files()}
     assert {"preprocessing/intensity.py", "preprocessing/pipeline.py", "anatomy.py", "tissue.py"} <= names
     assert "preprocessing/pair.py" not in names
+    assert "preprocessing/noise.py" not in names  # applied to cached cases at load time

@@ -34,3 +34,13 @@ def test_synthetic_flair_lesion_range_must_keep_lesions_brighter_than_white_matt
         main(["crossval", "--dev-data", "missing", "--out", "unused", "--synth-flair-lesion", "0.9", "2"])
     assert exit_info.value.code == 2
     assert "--synth-flair-lesion: flair_lesion 0.9 2: need 1 < low <= high" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-0.1", "3"])
+def test_noise_target_out_of_range_is_a_usage_error_before_any_data_loads(capsys, value) -> None:
+    from allnet_training.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dev-data", "missing", "--out", "unused", "--noise-target", value])
+    assert exit_info.value.code == 2
+    assert "--noise-target: setting noise_target must be a number from 0 to 1.0" in capsys.readouterr().err
