@@ -18,7 +18,7 @@ import numpy as np
 
 from allnet.atomic import atomic_file, write_json_atomic
 from allnet.metrics import evaluate_case
-from allnet.plan import DEFAULT_PLAN, InferencePlan
+from allnet.plan import DEFAULT_PLAN, MODEL_INPUT_KEYS, InferencePlan
 from allnet.postprocess import postprocess_array
 
 OOF_DIR = "oof"
@@ -28,6 +28,11 @@ SCORE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 # mm3 (1 mm working grid). 10 mm3 is the floor (MAGNIMS' 3 mm long axis, see allnet.plan);
 # a larger floor trades the smallest true lesions for fewer false ones.
 MIN_LESION_MM3 = (10.0, 20.0, 30.0)
+# Plans whose objective lies within this of the best count as equal: on a handful of held-out
+# scans such differences are noise (one lesion more or less). Among them the smallest size
+# floor wins, then the smallest lesion-score floor, then the higher objective, so a floor
+# above the 3 mm convention needs a clear gain on the held-out scans.
+OBJECTIVE_TOLERANCE = 0.005
 
 
 def save_oof(fold_dir: Path, case_id: str, probability: np.ndarray, sphere: np.ndarray | None,
@@ -86,7 +91,8 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
     """Choose threshold, lesion-score threshold and minimum lesion size on the stored
     out-of-fold predictions; writes ``plan.json`` in ``out_dir`` (grid of values, scores, the
     choice) and returns it. Ties go to the smaller size and score floors and the threshold
-    nearest 0.5. None when no predictions are stored."""
+    nearest 0.5; plans within OBJECTIVE_TOLERANCE of the best objective count as ties. None
+    when no predictions are stored."""
     cases = load_oof(Path(out_dir))
     if not cases:
         return None
@@ -102,14 +108,17 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
                 grid.append({"threshold": threshold, "lesion_score_threshold": score_threshold,
                              "min_lesion_mm3": min_mm3, "mean_dsc": dsc, "mean_lf1": lf1,
                              "objective": (dsc + lf1) / 2})
-    best = max(grid, key=lambda g: (round(g["objective"], 9), -g["min_lesion_mm3"], -g["lesion_score_threshold"],
+    top = max(g["objective"] for g in grid)
+    near = [g for g in grid if g["objective"] >= top - OBJECTIVE_TOLERANCE]
+    best = max(near, key=lambda g: (-g["min_lesion_mm3"], -g["lesion_score_threshold"], round(g["objective"], 9),
                                     -abs(g["threshold"] - 0.5)))
     chosen = dataclasses.replace(base, threshold=best["threshold"], min_lesion_mm3=best["min_lesion_mm3"],
                                  lesion_score_threshold=best["lesion_score_threshold"])
     default = next(g for g in grid if g["threshold"] == base.threshold and g["lesion_score_threshold"] == 0.0
                    and g["min_lesion_mm3"] == base.min_lesion_mm3)
-    result = {"plan": {k: v for k, v in chosen.to_dict().items() if k not in ("grid", "normalisation")},
+    result = {"plan": {k: v for k, v in chosen.to_dict().items() if k not in MODEL_INPUT_KEYS},
               "cases": sorted(cases), "objective": "mean of DSC and lesion-wise F1 over held-out cases",
+              "tie_tolerance": OBJECTIVE_TOLERANCE, "best_objective": top,
               "chosen": best, "default": default, "grid": grid}
     write_json_atomic(Path(out_dir) / PLAN_FILE, result)
     return result

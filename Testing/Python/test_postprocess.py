@@ -93,7 +93,8 @@ def test_plan_stored_in_a_model_file_is_what_a_run_reads(tmp_path) -> None:
     path = tmp_path / "m.pt"
     save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "m"}, fp16=True)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in load_model_file(path).members]
-    assert model_plan(load_model_file(path)) == {"grid": "mni152_1mm", "normalisation": "robust-zscore"}
+    assert model_plan(load_model_file(path)) == {"grid": "mni152_1mm", "normalisation": "robust-zscore",
+                                                 "noise_target": 0.0}
     set_inference_plan(path, {"threshold": 0.35, "lesion_score_threshold": 0.25})
     loaded = load_model_file(path)
     assert loaded.meta["name"] == "m"
@@ -158,6 +159,26 @@ def test_plan_tuning_raises_the_minimum_size_only_when_small_components_are_fals
     reference[14:16, 14:16, 14:18] = 1  # the same small component, now a true lesion
     save_oof(tmp_path / "small_true" / "fold_a", "a", probability, sphere, reference)
     assert tune_plan(tmp_path / "small_true")["plan"]["min_lesion_mm3"] == 10.0
+
+
+def test_plan_tuning_keeps_the_3_mm_floor_when_a_larger_one_gains_only_noise(tmp_path) -> None:
+    """One false 16 mm3 speck among 75 true lesions: a 20 mm3 floor would gain 0.004 of the
+    objective, within the tolerance, so the smallest floor stays."""
+    from allnet_training.plan_tuning import OBJECTIVE_TOLERANCE, save_oof, tune_plan
+
+    reference = np.zeros((48, 48, 48), np.uint8)
+    for n in range(75):
+        k, j, i = 1 + 6 * (n // 25), 1 + 6 * ((n // 5) % 5), 1 + 6 * (n % 5)
+        reference[k:k + 4, j:j + 4, i:i + 4] = 1  # 64 mm3 each
+    probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+    sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+    probability[40:42, 40:42, 40:44] = 0.9  # 16 mm3 false positive the sphere head backs
+    sphere[40:42, 40:42, 40:44] = 0.8
+    save_oof(tmp_path / "fold_a", "a", probability, sphere, reference)
+    tuned = tune_plan(tmp_path)
+    gain = tuned["best_objective"] - tuned["chosen"]["objective"]
+    assert 0 < gain <= OBJECTIVE_TOLERANCE
+    assert tuned["plan"]["min_lesion_mm3"] == 10.0 and tuned["plan"]["lesion_score_threshold"] == 0.0
 
 
 def test_lesion_score_roc_and_the_plan_command_store_the_plan_in_a_model(tmp_path, capsys) -> None:
