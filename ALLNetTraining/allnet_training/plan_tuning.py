@@ -173,7 +173,8 @@ def lesion_score_curve(cases: dict[str, dict[str, np.ndarray]], plan: InferenceP
             "ltpr": (detected / max(n_ref, 1)).tolist(),
             "fp_per_scan": (false / max(n_scans, 1)).tolist(),
             "lfpr": np.divide(false, kept_total, out=np.zeros_like(false), where=kept_total > 0).tolist(),
-            "n_reference_lesions": n_ref, "n_scans": n_scans, "plan": base.to_dict()}
+            "n_reference_lesions": n_ref, "n_scans": n_scans,
+            "plan": {k: v for k, v in base.to_dict().items() if k not in MODEL_INPUT_KEYS}}
 
 
 def plot_lesion_score_curve(curve: dict, path: Path, chosen: float | None = None) -> Path:
