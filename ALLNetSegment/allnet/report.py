@@ -98,7 +98,22 @@ def _inputs_section(data: ReportData) -> str:
     return ("<h2>Inputs</h2>" + html_table(["role", "file", "size (voxels)", "voxel size (mm)"], rows, 2)
             + f"<p>T2W: {html.escape(t2)}. Mode: "
             + ("already on the MNI grid" if (summary.get("settings") or {}).get("preprocessed") else "native scans")
-            + ".</p>")
+            + ".</p>" + _noise_paragraph(summary))
+
+
+def _noise_paragraph(summary: dict) -> str:
+    """What the model's noise harmonisation did to each modality (``qc.noise_harmonisation``)."""
+    records = (summary.get("qc") or {}).get("noise_harmonisation") or {}
+    smoothed = [f"{role.upper()} noise {_fmt(r.get('noise_before'), 3)} -> {_fmt(r.get('noise_after'), 3)} "
+                f"(Gaussian sigma {_fmt(r.get('sigma_voxels'), 2)} mm)"
+                for role, r in records.items() if (r.get("sigma_voxels") or 0) > 0]
+    if not records:
+        return ""
+    target = (summary.get("inference_plan") or {}).get("noise_target")
+    head = f"Noise harmonisation to the model's noise target{'' if target is None else f' ({_fmt(target, 2)})'}: "
+    body = "; ".join(smoothed) if smoothed else "no modality was above it, none was smoothed"
+    return f'<p class="note">{html.escape(head + body)}. Noise: white-matter voxel-scale noise, normalised units.</p>'
+
 
 
 def _registration_section(data: ReportData) -> str:

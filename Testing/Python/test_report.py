@@ -42,7 +42,10 @@ def _report_data() -> ReportData:
         "warnings": ["T2W not given: segmented from T1W and FLAIR only"],
         "model": {"name": "tiny", "version": "2", "members": 1, "members_used": 1, "trained": False,
                   "files": ["/models/tiny.pt"]},
-        "qc": {"head_check": {"t1": {"edge_correlation": 0.81, "nmi": 1.08, "limit": 0.5, "same_head": True}}},
+        "qc": {"head_check": {"t1": {"edge_correlation": 0.81, "nmi": 1.08, "limit": 0.5, "same_head": True}},
+               "noise_harmonisation": {"flair": {"noise_before": 0.309, "noise_after": 0.117, "sigma_voxels": 0.7063},
+                                       "t1": {"noise_before": 0.094, "noise_after": 0.094, "sigma_voxels": 0.0}}},
+        "inference_plan": {"noise_target": 0.12},
         "timings_s": {"preprocessing": 10.0, "network": 5.0, "total": 16.5}, "device": "cpu",
     }
     return ReportData(summary=summary, lesions=lesions, flair=flair_image, labels=labels,
@@ -76,7 +79,8 @@ def test_report_is_one_self_contained_file_with_every_section(report):
         png = base64.b64decode(payload)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     for needle in ("/cases/a/FLAIR.nii.gz", "not given", "T2W not given", DIS_LABEL,
-                   "edge correlation", "0.81", "Timings", "16.5", "tiny 2", "NOT trained", "not for diagnosis"):
+                   "edge correlation", "0.81", "Timings", "16.5", "tiny 2", "NOT trained", "not for diagnosis",
+                   "noise target (0.12): FLAIR noise 0.309 -&gt; 0.117 (Gaussian sigma 0.71 mm)"):
         assert needle in text, needle
     assert text.count("<tr>") >= len(data.lesions) + 1
 
