@@ -91,9 +91,9 @@ class ModelConfig:
         for name in ("anaconv", "sphere_head", "modality_dropout"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if (isinstance(self.noise_target, bool) or not isinstance(self.noise_target, (int, float))
-                or not 0 <= self.noise_target <= 1):
-            raise ValueError(f"noise_target must be a number from 0 to 1, got {self.noise_target!r}")
+        from .plan import check_noise_target  # the plan's range, defined once
+
+        check_noise_target(self.noise_target)  # SettingError is a ValueError
         for name in ("grid", "normalisation", "version"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")

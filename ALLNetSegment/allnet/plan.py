@@ -31,7 +31,8 @@ SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
 # The plan entries that describe the model's inputs: they come from the model's config,
 # never from tuning or run settings.
 MODEL_INPUT_KEYS = ("grid", "normalisation", "noise_target")
-# Noise targets above this would blur normal scans (their noise is 0.06-0.12 units).
+# Upper bound of a noise target (normalised units): far above any scan measured here
+# (0.06-0.31), so a larger value can only be a mistake.
 MAX_NOISE_TARGET = 1.0
 SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1)
 # the modalities each normalisation re-references to the tissues (the others: robust z-score)
