@@ -27,6 +27,10 @@ NORMALISATION_WM_CSF = "wm-csf"
 # the same on FLAIR and T1W only, where CSF is dark by physics; T2W keeps the robust z-score
 # (on T2W partial-volume CSF can sit barely above grey matter and make the gain explode)
 NORMALISATION_WM_CSF_FLAIR_T1 = "wm-csf-flair-t1"
+# FLAIR and T1W re-referenced to the WM level and WM-CSF distance that the robust z-score gives
+# a typical scan (TISSUE_REFERENCE_TARGETS): a model trained on robust z-scores sees the same
+# ranges, while bright grey matter no longer moves the reference
+NORMALISATION_WM_CSF_CALIBRATED = "wm-csf-calibrated"
 SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
 # The plan entries that describe the model's inputs: they come from the model's config,
 # never from tuning or run settings.
@@ -34,12 +38,21 @@ MODEL_INPUT_KEYS = ("grid", "normalisation", "noise_target")
 # Upper bound of a noise target (normalised units): far above any scan measured here
 # (0.06-0.31), so a larger value can only be a mistake.
 MAX_NOISE_TARGET = 1.0
-SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1)
-# the modalities each normalisation re-references to the tissues (the others: robust z-score)
-TISSUE_REFERENCED_MODALITIES: dict[str, tuple[str, ...]] = {
-    NORMALISATION_ROBUST_ZSCORE: (),
-    NORMALISATION_WM_CSF: ("flair", "t1", "t2"),
-    NORMALISATION_WM_CSF_FLAIR_T1: ("flair", "t1"),
+SUPPORTED_NORMALISATIONS = (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1,
+                            NORMALISATION_WM_CSF_CALIBRATED)
+# One unit of the WM-CSF contrast maps to this many units: on the development scans the
+# robust z-score puts WM and CSF 2.0-3.4 apart, so both normalisations span similar ranges.
+WM_CSF_SCALE = 2.5
+# Per normalisation, the modalities it re-references to the tissues (the others keep the
+# robust z-score) and where it puts them: (WM median, WM-CSF distance of medians), in robust-z
+# units. The calibrated targets are the means over the five development scans of the robust
+# z-score (noise-harmonised at 0.12): FLAIR WM -0.02, WM-CSF 2.57 (1.98-3.08); T1W WM 0.72
+# (0.42-1.04), WM-CSF 2.85 (2.19-3.35).
+TISSUE_REFERENCE_TARGETS: dict[str, dict[str, tuple[float, float]]] = {
+    NORMALISATION_ROBUST_ZSCORE: {},
+    NORMALISATION_WM_CSF: {m: (0.0, WM_CSF_SCALE) for m in ("flair", "t1", "t2")},
+    NORMALISATION_WM_CSF_FLAIR_T1: {m: (0.0, WM_CSF_SCALE) for m in ("flair", "t1")},
+    NORMALISATION_WM_CSF_CALIBRATED: {"flair": (0.0, 2.55), "t1": (0.72, 2.85)},
 }
 
 

@@ -74,7 +74,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalisation", choices=SUPPORTED_NORMALISATIONS, default=NORMALISATION_ROBUST_ZSCORE,
                    help="intensity normalisation the model is trained in and stored with: the robust "
                         "z-score of the brain, or WM/CSF-referenced from the T1W tissue segmentation "
-                        "(robust to grey matter brighter than WM on FLAIR)")
+                        "(robust to grey matter brighter than WM on FLAIR; 'wm-csf-calibrated' puts "
+                        "FLAIR and T1W tissues where the robust z-score has them on a typical scan, "
+                        "for a warm start from a robust z-score model)")
     p.add_argument("--noise-target", type=float, default=0.0, metavar="UNITS",
                    help="noise harmonisation the model is trained with and stored with: real scans "
                         "noisier than this (voxel-scale noise in white matter, normalised units; the "

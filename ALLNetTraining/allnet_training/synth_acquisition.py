@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from allnet.plan import SUPPORTED_NORMALISATIONS, TISSUE_REFERENCED_MODALITIES
+from allnet.plan import SUPPORTED_NORMALISATIONS, TISSUE_REFERENCE_TARGETS
 from allnet.preprocessing.intensity import normalise, tissue_reference
 from allnet.tissue import CSF, WM
 
@@ -109,17 +109,19 @@ def pipeline_normalised(image: np.ndarray, mask: np.ndarray, reference: np.ndarr
                         reference_tissue: np.ndarray, normalisation: str, modality: str) -> np.ndarray:
     """The model's normalisation (``allnet.plan`` names) of a crop of ``modality``
     ('flair'/'t1'/'t2'): :func:`robust_zscore`, then, where the normalisation re-references
-    that modality (``allnet.plan.TISSUE_REFERENCED_MODALITIES``),
+    that modality (``allnet.plan.TISSUE_REFERENCE_TARGETS``, with its targets),
     ``allnet.preprocessing.intensity.tissue_reference`` with the WM and CSF medians of
     ``reference`` (``reference_tissue``: its T1W tissue class per value, ``allnet.tissue``
     codes 1 CSF, 3 WM)."""
     if normalisation not in SUPPORTED_NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}")
     zscored = robust_zscore(image, mask, reference)
-    if modality not in TISSUE_REFERENCED_MODALITIES[normalisation]:
+    targets = TISSUE_REFERENCE_TARGETS[normalisation]
+    if modality not in targets:
         return zscored
     ref = normalise(reference, np.ones(reference.shape, dtype=bool), reference)
-    return tissue_reference(zscored, mask, ref[reference_tissue == WM], ref[reference_tissue == CSF])
+    return tissue_reference(zscored, mask, ref[reference_tissue == WM], ref[reference_tissue == CSF],
+                            *targets[modality])
 
 
 def smooth_noise(shape: tuple[int, ...], rng: np.random.Generator, sigma: float) -> np.ndarray:

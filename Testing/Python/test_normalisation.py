@@ -9,8 +9,8 @@ import pytest
 
 from allnet import outputs, pipeline
 from allnet.model import ModelConfig, random_bundle, save_model_file
-from allnet.plan import (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_FLAIR_T1,
-                         InferencePlan)
+from allnet.plan import (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_CALIBRATED,
+                         NORMALISATION_WM_CSF_FLAIR_T1, TISSUE_REFERENCE_TARGETS, InferencePlan)
 from allnet.preprocessing.intensity import WM_CSF_SCALE, apply_normalisation, normalise, tissue_reference
 from allnet.tissue import CSF, GM, WM
 
@@ -86,6 +86,30 @@ def test_flair_t1_variant_leaves_t2w_as_robust_zscore() -> None:
     np.testing.assert_array_equal(partial["t1"], full["t1"])
     np.testing.assert_array_equal(partial["t2"], weak_t2)
     assert np.abs(full["t2"] - weak_t2)[brain].mean() > 0.5
+
+
+def test_calibrated_variant_puts_t1w_wm_where_the_robust_zscore_usually_has_it() -> None:
+    """'wm-csf-calibrated' sets each referenced modality's WM median and WM-CSF distance to
+    its own target (T1W WM at +0.72 z, as the robust z-score leaves a typical T1W), keeps the
+    bright-grey-matter invariance, and leaves T2W as it is."""
+    image, brain, tissue, lesion = _phantom(1.05)
+    t1 = np.where(tissue == CSF, 80.0, np.where(tissue == GM, 300.0, 400.0)).astype(np.float32)
+    t1 = (t1 + np.random.default_rng(1).normal(0, 30, SHAPE)).astype(np.float32) * brain
+    images = {"flair": normalise(image, brain), "t1": normalise(t1, brain), "t2": normalise(image, brain)}
+    out = apply_normalisation(images, brain, tissue, NORMALISATION_WM_CSF_CALIBRATED)
+    targets = TISSUE_REFERENCE_TARGETS[NORMALISATION_WM_CSF_CALIBRATED]
+    for name in ("flair", "t1"):
+        level, distance = targets[name]
+        wm, csf = np.median(out[name][tissue == WM]), np.median(out[name][tissue == CSF])
+        assert wm == pytest.approx(level, abs=0.02)
+        assert wm - csf == pytest.approx(distance, abs=0.05)
+    assert targets["t1"][0] > 0.5  # not the 0 of the other tissue references
+    np.testing.assert_array_equal(out["t2"], images["t2"])
+    # bright cortex does not move the lesions, as with the uncalibrated reference
+    bright, brain_b, tissue_b, lesion_b = _phantom(1.6)
+    moved = apply_normalisation({"flair": normalise(bright, brain_b)}, brain_b, tissue_b,
+                                NORMALISATION_WM_CSF_CALIBRATED)["flair"]
+    assert abs(np.median(moved[lesion_b]) - np.median(out["flair"][lesion])) < 0.05
 
 
 def test_without_usable_csf_the_image_is_only_recentred_on_wm() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plan import SUPPORTED_NORMALISATIONS, TISSUE_REFERENCED_MODALITIES
+from ..plan import SUPPORTED_NORMALISATIONS, TISSUE_REFERENCE_TARGETS, WM_CSF_SCALE
 from ..tissue import CSF, WM
 
 IQR_TO_SD = 1.349
@@ -40,23 +40,21 @@ def normalise(image: np.ndarray, brain_mask: np.ndarray,
     return out
 
 
-# One unit of the WM-CSF contrast maps to this many units: on the development scans the
-# robust z-score puts WM and CSF 2.0-3.4 apart, so both normalisations span similar ranges.
-WM_CSF_SCALE = 2.5
 # Fewer reference voxels than this, or a WM-CSF contrast under MIN_CONTRAST robust SDs, and
-# the tissue reference is not trusted: the image is only re-centred on WM.
+# the tissue reference is not trusted: the image is only moved so that its WM sits at the level.
 MIN_REFERENCE_VOXELS = 100
 MIN_CONTRAST = 0.5
 
 
 def tissue_reference(zscored: np.ndarray, mask: np.ndarray, wm_values: np.ndarray,
-                     csf_values: np.ndarray) -> np.ndarray:
-    """Re-reference a robust z-scored image to its tissues: the WM median goes to 0 and the
-    WM-CSF distance of medians to ``WM_CSF_SCALE``, so the image no longer depends on how much
-    grey matter there is or how bright it is (a FLAIR with cortex brighter than WM moves the
-    whole-brain median and IQR, and with them every lesion). ``wm_values``/``csf_values``:
-    the image's values in WM and CSF voxels (z units). Returns float32, zero outside
-    ``mask``, clipped to +-CLIP."""
+                     csf_values: np.ndarray, level: float = 0.0,
+                     distance: float = WM_CSF_SCALE) -> np.ndarray:
+    """Re-reference a robust z-scored image to its tissues: the WM median goes to ``level``
+    and the WM-CSF distance of medians to ``distance`` (both z units), so the image no longer
+    depends on how much grey matter there is or how bright it is (a FLAIR with cortex brighter
+    than WM moves the whole-brain median and IQR, and with them every lesion).
+    ``wm_values``/``csf_values``: the image's values in WM and CSF voxels (z units). Returns
+    float32, zero outside ``mask``, clipped to +-CLIP."""
     inside = mask > 0
     out = np.zeros(zscored.shape, dtype=np.float32)
     if not inside.any():
@@ -68,8 +66,8 @@ def tissue_reference(zscored: np.ndarray, mask: np.ndarray, wm_values: np.ndarra
         return out
     centre = float(np.median(wm))
     contrast = abs(centre - float(np.median(csf))) if csf.size >= MIN_REFERENCE_VOXELS else 0.0
-    gain = WM_CSF_SCALE / contrast if contrast >= MIN_CONTRAST else 1.0
-    values = (zscored[inside].astype(np.float64) - centre) * gain
+    gain = distance / contrast if contrast >= MIN_CONTRAST else 1.0
+    values = (zscored[inside].astype(np.float64) - centre) * gain + level
     out[inside] = np.clip(values, -CLIP, CLIP).astype(np.float32)
     return out
 
@@ -79,16 +77,17 @@ def apply_normalisation(images: dict[str, np.ndarray], brain_mask: np.ndarray,
     """The model's normalisation (``allnet.plan`` names) of robust z-scored images (KJI, as
     ``normalise`` returns them, keyed by modality 'flair'/'t1'/'t2') given the case's T1W
     tissue labels (``allnet.tissue``: 1 CSF, 3 WM; same grid). 'robust-zscore' returns the
-    images as they are; 'wm-csf' applies :func:`tissue_reference` to every modality,
-    'wm-csf-flair-t1' to FLAIR and T1W only (``allnet.plan.TISSUE_REFERENCED_MODALITIES``)."""
+    images as they are; the others apply :func:`tissue_reference` to the modalities and with
+    the targets of ``allnet.plan.TISSUE_REFERENCE_TARGETS`` ('wm-csf': every modality,
+    'wm-csf-flair-t1' and 'wm-csf-calibrated': FLAIR and T1W)."""
     if normalisation not in SUPPORTED_NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {SUPPORTED_NORMALISATIONS}, got {normalisation!r}")
-    referenced = TISSUE_REFERENCED_MODALITIES[normalisation]
+    referenced = TISSUE_REFERENCE_TARGETS[normalisation]
     if not referenced:
         return images
     if tissue is None:
         raise ValueError(f"the {normalisation!r} normalisation needs the case's tissue labels")
     brain = brain_mask > 0
     wm, csf = brain & (tissue == WM), brain & (tissue == CSF)
-    return {name: tissue_reference(image, brain, image[wm], image[csf]) if name in referenced else image
-            for name, image in images.items()}
+    return {name: tissue_reference(image, brain, image[wm], image[csf], *referenced[name])
+            if name in referenced else image for name, image in images.items()}
