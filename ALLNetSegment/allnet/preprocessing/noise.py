@@ -57,14 +57,23 @@ def _rounded(value: float) -> float | None:
     return round(value, 4) if np.isfinite(value) else None
 
 
-def _smooth(image: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing (sigma in voxels) of ``image`` restricted to ``inside``: the
-    smoothed image divided by the smoothed mask, zero outside."""
-    weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
-    num = ndimage.gaussian_filter(np.where(inside, image, 0.0).astype(np.float32), sigma)
-    out = np.zeros_like(image, dtype=np.float32)
-    out[inside] = num[inside] / np.maximum(weight[inside], 1e-6)
-    return out
+class _MaskedSmoother:
+    """Gaussian smoothing (sigma in voxels) restricted to ``inside``: the smoothed image
+    divided by the smoothed mask, zero outside. The smoothed masks are kept per sigma, since
+    every modality of a case shares the mask and the bisection often tries the same sigmas."""
+
+    def __init__(self, inside: np.ndarray) -> None:
+        self.inside = inside
+        self._weights: dict[float, np.ndarray] = {}
+
+    def __call__(self, image: np.ndarray, sigma: float) -> np.ndarray:
+        weight = self._weights.get(sigma)
+        if weight is None:
+            weight = self._weights[sigma] = ndimage.gaussian_filter(self.inside.astype(np.float32), sigma)
+        num = ndimage.gaussian_filter(np.where(self.inside, image, 0.0).astype(np.float32), sigma)
+        out = np.zeros_like(image, dtype=np.float32)
+        out[self.inside] = num[self.inside] / np.maximum(weight[self.inside], 1e-6)
+        return out
 
 
 def harmonise_noise(image: np.ndarray, brain_mask: np.ndarray, tissue: np.ndarray,
@@ -74,26 +83,38 @@ def harmonise_noise(image: np.ndarray, brain_mask: np.ndarray, tissue: np.ndarra
     case's tissue labels on the same grid. Returns the image (float32) and a record
     ``{"noise_before", "noise_after", "sigma_voxels"}`` (sigma 0: left unchanged; noise
     None where too little white matter was found to measure it)."""
-    core = white_matter_core(brain_mask, tissue)
-    before = noise_level(image, core)
-    record = {"noise_before": _rounded(before), "noise_after": _rounded(before), "sigma_voxels": 0.0}
-    if not np.isfinite(before) or before <= target:
-        return image.astype(np.float32, copy=False), record
-    inside = brain_mask > 0
-    box = _box(core, _BOX_MARGIN)
-    image_box, inside_box, core_box = image[box], inside[box], core[box]
-    lo, hi = SIGMA_MIN, SIGMA_MAX
-    best_sigma = hi
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        candidate = _smooth(image_box, inside_box, mid)
-        if noise_level(candidate, core_box) <= target:
-            best_sigma, hi = mid, mid
-        else:
-            lo = mid
-    best = _smooth(image, inside, best_sigma)
-    record.update(noise_after=_rounded(noise_level(best, core)), sigma_voxels=round(best_sigma, 4))
-    return best, record
+    return _Harmoniser(brain_mask, tissue)(image, target)
+
+
+class _Harmoniser:
+    """:func:`harmonise_noise` for the modalities of one case: the white-matter core, its
+    box and the smoothed masks are computed once and shared."""
+
+    def __init__(self, brain_mask: np.ndarray, tissue: np.ndarray) -> None:
+        self.core = white_matter_core(brain_mask, tissue)
+        inside = brain_mask > 0
+        self.full = _MaskedSmoother(inside)
+        self.box = _box(self.core, _BOX_MARGIN) if self.core.any() else None
+        self.boxed = _MaskedSmoother(inside[self.box]) if self.box is not None else None
+
+    def __call__(self, image: np.ndarray, target: float) -> tuple[np.ndarray, dict[str, float]]:
+        core = self.core
+        before = noise_level(image, core)
+        record = {"noise_before": _rounded(before), "noise_after": _rounded(before), "sigma_voxels": 0.0}
+        if not np.isfinite(before) or before <= target:
+            return image.astype(np.float32, copy=False), record
+        image_box, core_box = image[self.box], core[self.box]
+        lo, hi = SIGMA_MIN, SIGMA_MAX
+        best_sigma = hi
+        for _ in range(BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            if noise_level(self.boxed(image_box, mid), core_box) <= target:
+                best_sigma, hi = mid, mid
+            else:
+                lo = mid
+        best = self.full(image, best_sigma)
+        record.update(noise_after=_rounded(noise_level(best, core)), sigma_voxels=round(best_sigma, 4))
+        return best, record
 
 
 def harmonise_images(images: dict[str, np.ndarray], brain_mask: np.ndarray, tissue: np.ndarray,
@@ -105,8 +126,9 @@ def harmonise_images(images: dict[str, np.ndarray], brain_mask: np.ndarray, tiss
     if target <= 0:
         return images, {}
     out, records = {}, {}
+    harmonise = _Harmoniser(brain_mask, tissue)
     for name, image in images.items():
-        smoothed, records[name] = harmonise_noise(image, brain_mask, tissue, target)
+        smoothed, records[name] = harmonise(image, target)
         changed = records[name]["sigma_voxels"] > 0
         out[name] = normalise(smoothed, (brain_mask > 0) & (image != 0)) if changed else image
     return out, records
