@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from allnet.contract import LONGITUDINAL_INPUT_OPTIONS, RunSettings, setting_choices, setting_range
-from allnet.plan import DEFAULT_PLAN
+from allnet.plan import DEFAULT_PLAN, POSTPROCESSING_KEYS
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
@@ -31,6 +31,7 @@ PANEL_SETTINGS: dict[str, str] = {
     "min_lesion_mm3": "minLesionSizeMm3",
     "connectivity": "connectivity",
     "lesion_score_threshold": "lesionScoreThreshold",
+    "min_flair_contrast": "minFlairContrast",
     "preprocessed": "preprocessed",
     "allow_mismatch": "allowMismatch",
 }
@@ -44,7 +45,7 @@ NOT_ON_PANEL: dict[str, str] = {
     "report": "the QC report is always written; after import it is kept in Slicer's temporary folder (ALLNetReports/) and named in the Log",
 }
 # Post-processing settings: sent only when the user turns off "use the model's plan".
-PLAN_SETTINGS = ("threshold", "min_lesion_mm3", "connectivity", "lesion_score_threshold")
+PLAN_SETTINGS = POSTPROCESSING_KEYS
 # Longitudinal mode: (visit, modality) of allnet.contract.LONGITUDINAL_INPUT_OPTIONS ->
 # parameter-node name of the volume selected for it ("baselineFlairVolume", ...).
 VISIT_VOLUMES: dict[tuple[str, str], str] = {
@@ -57,7 +58,8 @@ class ALLNetSegmentParameterNode:
 
     t1Volume, t2Volume (optional), flairVolume: input MR volumes; outputSegmentation: result.
     useModelPlan: apply the model's own post-processing (threshold, minimum size,
-    connectivity, lesion-score threshold); otherwise the four values below are sent.
+    connectivity, lesion-score threshold, FLAIR-contrast floor); otherwise the five values
+    below are sent.
     tta, ensemble, device, preprocessed, allowMismatch: see ``allnet.contract.RunSettings``.
     keepProbability: load the probability map as a volume.
     baseline*/followup*Volume (``VISIT_VOLUMES``): the longitudinal mode's inputs (FLAIR at both
@@ -74,6 +76,8 @@ class ALLNetSegmentParameterNode:
     connectivity: Annotated[int, Choice(CONNECTIVITIES)] = DEFAULT_PLAN.connectivity
     lesionScoreThreshold: Annotated[float, WithinRange(*setting_range("lesion_score_threshold"))] = \
         DEFAULT_PLAN.lesion_score_threshold
+    minFlairContrast: Annotated[float, WithinRange(*setting_range("min_flair_contrast"))] = \
+        DEFAULT_PLAN.min_flair_contrast
     tta: bool = RunSettings.tta
     ensemble: Annotated[str, Choice(ENSEMBLES)] = RunSettings.ensemble
     device: Annotated[str, Choice(DEVICES)] = RunSettings.device

@@ -323,6 +323,10 @@ class RunSettings:
     lesion_score_threshold: float | None = _setting(
         None, "drop lesions whose lesion score (sphere-head peak, 0-1) is below this; 0 keeps all",
         group="lesions", minimum=0.0, maximum=1.0, plan=True)
+    min_flair_contrast: float | None = _setting(
+        None, "drop lesions whose mean FLAIR lies less than this fraction of the white matter-CSF "
+              "contrast above the white-matter median (MS lesions are FLAIR-hyperintense); 0 keeps all",
+        group="lesions", minimum=0.0, maximum=2.0, plan=True)
     preprocessed: bool = _setting(
         False, "inputs are already skull-stripped, co-registered and on the MNI152 1 mm grid",
         group="inputs")

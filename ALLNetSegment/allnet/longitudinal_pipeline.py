@@ -41,6 +41,7 @@ from .pipeline import ImageInput, load_models, model_plan
 from .plan import resolve_plan
 from .postprocess import postprocess
 from .preprocessing import registration
+from .preprocessing.intensity import flair_contrast
 from .preprocessing.noise import model_inputs
 from .preprocessing.pair import VISIT_NAMES, VISITS, PairCase, VisitImages, preprocess_pair
 from .progress import Progress
@@ -204,7 +205,11 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
         vote = _to_followup(prediction.mask.astype(np.float32), case, sitk.sitkLinear, sitk.sitkFloat32)
         score = (None if prediction.sphere_probability is None else
                  _to_followup(prediction.sphere_probability, case, sitk.sitkLinear, sitk.sitkFloat32))
-        labels[visit] = postprocess(vote, resolved.plan, score).labels
+        contrast = (flair_contrast(case.images[visit]["flair"], case.brain_mask, anatomy.tissue)
+                    if resolved.plan.min_flair_contrast > 0 else None)
+        contrast_map = None if contrast is None else _to_followup(contrast, case, sitk.sitkLinear,
+                                                                  sitk.sitkFloat32)
+        labels[visit] = postprocess(vote, resolved.plan, score, contrast_map).labels
     flairs = {v: _to_followup(case.images[v]["flair"], case, sitk.sitkLinear, sitk.sitkFloat32) for v in VISITS}
     flair_change = sitk.Subtract(flairs["followup"], flairs["baseline"])
     reference = case.flair_native["followup"]

@@ -26,7 +26,8 @@ from .io import atomic_output_dir, read_image
 from .lesions import Lesion, lesion_table, lesion_totals
 from .model import ModelBundle, bundled_model_path, load_model_file
 from .plan import MODEL_INPUT_KEYS, PLAN_META_KEY, InferencePlan, ResolvedPlan, resolve_plan
-from .postprocess import postprocess
+from .postprocess import Lesions, postprocess
+from .preprocessing.intensity import flair_contrast
 from .preprocessing.noise import model_inputs
 from .preprocessing.pipeline import PreprocessedCase, preprocess
 from .progress import Progress
@@ -191,15 +192,21 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     zones = _to_native(anatomy.zones, case, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
     score_map = (None if prediction.sphere_probability is None else
                  _to_native(prediction.sphere_probability, case, sitk.sitkLinear, sitk.sitkFloat32))
-    found = postprocess(vote, resolved.plan, score_map)
+    contrast = (flair_contrast(case.images["flair"], case.brain_mask, anatomy.tissue)
+                if resolved.plan.min_flair_contrast > 0 else None)
+    contrast_map = None if contrast is None else _to_native(contrast, case, sitk.sitkLinear, sitk.sitkFloat32)
+    found = postprocess(vote, resolved.plan, score_map, contrast_map)
     mask = sitk.Cast(found.labels > 0, sitk.sitkUInt8)
     lesions = lesion_table(found.labels, probability, zones, found.scores)
     totals = lesion_totals(lesions)
     if score_map is None and resolved.plan.lesion_score_threshold > 0:
         warnings.append("the model has no sphere head: the lesion-score threshold was not applied")
+    if contrast is None and resolved.plan.min_flair_contrast > 0:
+        warnings.append("CSF is not darker than white matter on this FLAIR (or too little of either "
+                        "was found): the FLAIR-contrast floor was not applied")
 
     summary = _summary(settings, bundle, model_paths, names, case, prediction, resolved,
-                       found.dropped_by_score, totals, warnings)
+                       found, totals, warnings)
     result = SegmentationResult(mask=mask, labels=found.labels, probability=probability,
                                 zones=zones, lesions=lesions, totals=totals, summary=summary)
     if output_dir is not None:
@@ -221,7 +228,7 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
 
 
 def _summary(settings: RunSettings, bundle: ModelBundle, model_paths: list[str], names: dict,
-             case: PreprocessedCase, prediction, resolved: ResolvedPlan, dropped_by_score: int,
+             case: PreprocessedCase, prediction, resolved: ResolvedPlan, found: Lesions,
              totals: dict, warnings: list[str]) -> dict:
     """summary.json content (timings and the output list are added when they are known)."""
     return {
@@ -231,7 +238,8 @@ def _summary(settings: RunSettings, bundle: ModelBundle, model_paths: list[str],
         "inputs": names,
         "modalities_present": case.modalities_present,
         "settings": asdict(settings) | {"model": model_paths},
-        SUMMARY_PLAN_KEY: resolved.to_dict() | {"lesions_dropped_by_score": dropped_by_score,
+        SUMMARY_PLAN_KEY: resolved.to_dict() | {"lesions_dropped_by_score": found.dropped_by_score,
+                                                "lesions_dropped_by_contrast": found.dropped_by_contrast,
                                                 "lesion_scores": prediction.sphere_probability is not None},
         "device": prediction.device_used,
         "precision": prediction.precision,

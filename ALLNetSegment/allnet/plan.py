@@ -68,6 +68,9 @@ class InferencePlan:
     lesion; ``connectivity``: 6, 18 or 26 neighbours join a lesion; ``min_lesion_mm3``:
     smaller lesions are dropped (mm3, measured on the output grid); ``lesion_score_threshold``:
     lesions whose sphere-head peak (0-1) is below it are dropped (0 keeps all);
+    ``min_flair_contrast``: lesions whose mean FLAIR lies less than this fraction of the
+    WM-CSF contrast above the white-matter median are dropped (0 keeps all; MS lesions are
+    FLAIR-hyperintense by definition, ``allnet.preprocessing.intensity.flair_contrast``);
     ``grid``/``normalisation``/``noise_target``: what the model's inputs must be (the last:
     voxel-scale noise, normalised units, that noisier scans are smoothed down to; 0 = off,
     ``allnet.preprocessing.noise``)."""
@@ -78,6 +81,7 @@ class InferencePlan:
     # holds 9.8 mm3. 10 mm3 also drops the 1-9 voxel specks a voxel classifier leaves.
     min_lesion_mm3: float = 10.0
     lesion_score_threshold: float = 0.0
+    min_flair_contrast: float = 0.0
     grid: str = GRID_MNI152_1MM
     normalisation: str = NORMALISATION_ROBUST_ZSCORE
     noise_target: float = 0.0
@@ -109,7 +113,7 @@ class InferencePlan:
 
 # The plan entries a run setting may override (the names are RunSettings fields).
 POSTPROCESSING_KEYS: tuple[str, ...] = ("threshold", "connectivity", "min_lesion_mm3",
-                                        "lesion_score_threshold")
+                                        "lesion_score_threshold", "min_flair_contrast")
 DEFAULT_PLAN = InferencePlan()
 
 

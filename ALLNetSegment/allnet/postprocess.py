@@ -9,7 +9,10 @@ resampling makes it fractional) is cut at 0.5; connected components at
 ``plan.connectivity``; components under ``plan.min_lesion_mm3`` (mm3 of the image's own
 voxels) are dropped; each remaining component gets a lesion score, the peak of the
 sphere-head probability inside it, and components scoring below
-``plan.lesion_score_threshold`` are dropped. Ids are 1..N by decreasing volume.
+``plan.lesion_score_threshold`` are dropped; then components whose mean FLAIR contrast
+(``allnet.preprocessing.intensity.flair_contrast``: 0 at the WM median, 1 one WM-CSF
+contrast above it) is below ``plan.min_flair_contrast`` are dropped. Ids are 1..N by
+decreasing volume.
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ from .plan import InferencePlan
 class Lesions:
     """``labels``: lesion ids 1..N (uint16, or uint32 above 65,535), geometry of the input;
     ``scores``: lesion id -> lesion score (0-1), empty without a score map;
-    ``dropped_by_score``: number of components removed by the lesion-score threshold."""
+    ``dropped_by_score``/``dropped_by_contrast``: components removed by the lesion-score
+    threshold and by the FLAIR-contrast floor."""
 
     labels: sitk.Image
     scores: dict[int, float]
     dropped_by_score: int = 0
+    dropped_by_contrast: int = 0
 
 
 def component_peaks(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -44,33 +49,62 @@ def component_peaks(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return peaks
 
 
-def postprocess(vote: sitk.Image, plan: InferencePlan, score_map: sitk.Image | None = None) -> Lesions:
+def component_means(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-id mean of ``values`` over ``labels`` (KJI arrays of one shape); index = id,
+    entry 0 (background) is 0."""
+    n = int(labels.max()) if labels.size else 0
+    flat = labels.ravel().astype(np.intp)
+    sums = np.bincount(flat, weights=values.ravel().astype(np.float64), minlength=n + 1)
+    counts = np.bincount(flat, minlength=n + 1)
+    means = np.divide(sums, counts, out=np.zeros(n + 1), where=counts > 0)
+    means[0] = 0.0
+    return means
+
+
+def _keep_only(labels: sitk.Image, ids: np.ndarray, keep: np.ndarray) -> tuple[sitk.Image, np.ndarray]:
+    """``labels`` with the ids where ``keep`` is False removed and the survivors renumbered
+    1..M in their (volume) order; also returns the old id of each new id (index = new id)."""
+    remap = np.zeros(keep.size, dtype=ids.dtype)
+    remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=ids.dtype)
+    renumbered = sitk.GetImageFromArray(remap[ids])
+    renumbered.CopyInformation(labels)
+    return renumbered, np.concatenate([[0], np.flatnonzero(keep)])
+
+
+def postprocess(vote: sitk.Image, plan: InferencePlan, score_map: sitk.Image | None = None,
+                contrast_map: sitk.Image | None = None) -> Lesions:
     """Lesion instances from a vote image (see module docstring); ``score_map`` is the
-    sphere-head probability (0-1) on the same grid as ``vote``, or None."""
+    sphere-head probability (0-1) and ``contrast_map`` the FLAIR contrast, each on the grid
+    of ``vote``, or None (then that step is skipped)."""
     labels = label_lesions(vote >= 0.5, connectivity=plan.connectivity,
                            min_size_mm3=plan.min_lesion_mm3)
-    if score_map is None:
-        return Lesions(labels, {})
-    if not same_grid(score_map, vote):
-        raise ValueError("the lesion-score map must lie on the grid of the vote image")
+    for name, image in (("lesion-score", score_map), ("FLAIR-contrast", contrast_map)):
+        if image is not None and not same_grid(image, vote):
+            raise ValueError(f"the {name} map must lie on the grid of the vote image")
     ids = sitk.GetArrayFromImage(labels)
-    peaks = component_peaks(ids, sitk.GetArrayViewFromImage(score_map))
-    keep = peaks >= plan.lesion_score_threshold
-    keep[0] = False
-    dropped = int((~keep[1:]).sum())
-    if dropped:
-        # Surviving ids keep their (volume) order; renumber them 1..M.
-        remap = np.zeros(peaks.size, dtype=ids.dtype)
-        remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=ids.dtype)
-        renumbered = sitk.GetImageFromArray(remap[ids])
-        renumbered.CopyInformation(labels)
-        labels, peaks = renumbered, np.concatenate([[0.0], peaks[keep]])
-    scores = {int(i): float(peaks[i]) for i in range(1, peaks.size)}
-    return Lesions(labels, scores, dropped)
+    n = int(ids.max()) if ids.size else 0
+    peaks = (component_peaks(ids, sitk.GetArrayViewFromImage(score_map)) if score_map is not None
+             else np.zeros(n + 1))
+    keep_score = np.ones(n + 1, dtype=bool)
+    if score_map is not None:
+        keep_score = peaks >= plan.lesion_score_threshold
+    keep_contrast = np.ones(n + 1, dtype=bool)
+    if contrast_map is not None and plan.min_flair_contrast > 0:
+        keep_contrast = component_means(ids, sitk.GetArrayViewFromImage(contrast_map)) >= plan.min_flair_contrast
+    keep_score[0] = keep_contrast[0] = False
+    dropped_score = int((~keep_score[1:]).sum())
+    dropped_contrast = int((keep_score[1:] & ~keep_contrast[1:]).sum())
+    keep = keep_score & keep_contrast
+    if dropped_score or dropped_contrast:
+        labels, old = _keep_only(labels, ids, keep)
+        peaks = peaks[old]
+    scores = {} if score_map is None else {int(i): float(peaks[i]) for i in range(1, peaks.size)}
+    return Lesions(labels, scores, dropped_score, dropped_contrast)
 
 
 def postprocess_array(vote: np.ndarray, plan: InferencePlan, score_map: np.ndarray | None = None,
-                      spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, dict[int, float]]:
+                      spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                      contrast_map: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, float]]:
     """:func:`postprocess` on KJI arrays of one grid (``spacing_mm`` in i, j, k order; the
     working grid is 1 mm). Returns (lesion ids KJI, scores)."""
     def image(array: np.ndarray) -> sitk.Image:
@@ -78,5 +112,6 @@ def postprocess_array(vote: np.ndarray, plan: InferencePlan, score_map: np.ndarr
         img.SetSpacing(tuple(float(s) for s in spacing_mm))
         return img
 
-    result = postprocess(image(vote), plan, None if score_map is None else image(score_map))
+    result = postprocess(image(vote), plan, None if score_map is None else image(score_map),
+                         None if contrast_map is None else image(contrast_map))
     return sitk.GetArrayFromImage(result.labels), result.scores

@@ -171,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-validation folder (its fold_*/oof/ predictions; writes plan.json there)")
     p.add_argument("--model", type=Path, default=None,
                    help="model file to store the plan in (default: only write plan.json)")
+    p.add_argument("--dev-data", type=Path, default=None,
+                   help="the development data folder: held-out predictions saved without their FLAIR-contrast "
+                        "map get it from the cached cases first (so the contrast floor can be tuned)")
+    p.add_argument("--cache", type=Path, default=Path(DEFAULT_CACHE),
+                   help=f"folder of preprocessed tensors, with --dev-data (default {DEFAULT_CACHE})")
     p = sub.add_parser("ensemble-cv", help="leave-one-subject-out estimate of an ensemble whose members were "
                                            "cross-validated separately (same folds): averages their held-out "
                                            "predictions, chooses the ensemble's plan, scores every case")
@@ -311,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
 
             from .plan_tuning import tune_plan
 
+            if args.dev_data is not None:
+                from .crossval import add_flair_contrast
+
+                _, cached = _load(args)
+                print(f"FLAIR-contrast maps added to {add_flair_contrast(args.crossval, cached)} held-out predictions")
             tuned = tune_plan(args.crossval)
             if tuned is None:
                 print(f"allnet-train: error: {args.crossval}: no held-out predictions (fold_*/oof/*.npz); "

@@ -29,13 +29,14 @@ from allnet.metrics import DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, sum
 from allnet.plan import DEFAULT_PLAN, InferencePlan
 from allnet.postprocess import postprocess_array
 from allnet.model import ModelBundle, ModelConfig, load_model_file
+from allnet.preprocessing.intensity import flair_contrast
 from allnet.synthesis import LesionShapeBank
 
 from .cache import MODALITIES, CachedCase, with_normalisation
 from .domain_synth import DomainSynth
 from .ensemble import export_bundle, train_ensemble
 from .patches import CropSampler, SamplerConfig
-from .plan_tuning import save_oof, tune_plan
+from .plan_tuning import CONTRAST_KEY, OOF_DIR, save_oof, tune_plan, write_oof
 from .trainer import TrainConfig
 
 FLAIR_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.5, 8.01, 0.1), 2))
@@ -75,6 +76,42 @@ def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu"
                    ensemble=ensemble, modalities_present=present, threshold=threshold, tta=tta)
 
 
+def model_flair_contrast(config: ModelConfig, case: CachedCase) -> np.ndarray | None:
+    """The FLAIR-contrast map (``allnet.preprocessing.intensity.flair_contrast``, KJI working
+    grid) of a cached case as ``allnet segment`` computes it for a model of ``config``: from
+    the FLAIR the model is given (noise harmonisation and normalisation applied)."""
+    model_case = with_normalisation(case, config.normalisation, config.noise_target)
+    return flair_contrast(model_case.images[MODALITIES.index("flair")].astype(np.float32),
+                          case.brain, case.tissue)
+
+
+def add_flair_contrast(out_dir: str | Path, cases: list[CachedCase], *, log=print) -> int:
+    """Store the FLAIR-contrast map in every held-out prediction of the cross-validation
+    ``out_dir`` that lacks it (predictions saved before the contrast floor existed), from
+    the cached case and its fold model's config. Returns the number of files updated;
+    ValueError naming the file when a case or a fold model is missing."""
+    by_id = {c.case_id: c for c in cases}
+    updated = 0
+    for path in sorted(Path(out_dir).glob(f"fold_*/{OOF_DIR}/*.npz")):
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        if CONTRAST_KEY in arrays:
+            continue
+        bundle_path = path.parent.parent / "bundle.pt"
+        if path.stem not in by_id:
+            raise ValueError(f"{path}: case {path.stem} is not among the given cases")
+        if not bundle_path.is_file():
+            raise ValueError(f"{path}: no fold model {bundle_path} to take the model's inputs from")
+        contrast = model_flair_contrast(load_model_file(bundle_path).config, by_id[path.stem])
+        if contrast is None:
+            log(f"{path}: no usable WM/CSF reference on the FLAIR; left without a contrast map")
+            continue
+        arrays[CONTRAST_KEY] = contrast.astype(np.float16)
+        write_oof(path, arrays)
+        updated += 1
+    return updated
+
+
 def choose_probability_threshold(bundle: ModelBundle, cases: list[CachedCase], *,
                                  device: str = "cpu",
                                  thresholds: tuple[float, ...] = PROBABILITY_THRESHOLDS) -> float:
@@ -90,11 +127,12 @@ def choose_probability_threshold(bundle: ModelBundle, cases: list[CachedCase], *
 
 
 def score(pred: np.ndarray, case: CachedCase, plan: InferencePlan = DEFAULT_PLAN,
-          score_map: np.ndarray | None = None) -> CaseMetrics:
+          score_map: np.ndarray | None = None, contrast_map: np.ndarray | None = None) -> CaseMetrics:
     """Metrics of a working-grid (1 mm) vote after the product's own post-processing
     (``allnet.postprocess`` with ``plan``: connectivity, minimum size, lesion-score
-    threshold when ``score_map`` is given), counted at the evaluation's connectivity (18)."""
-    labels, _ = postprocess_array(pred.astype(np.float32), plan, score_map)
+    threshold when ``score_map`` is given, FLAIR-contrast floor when ``contrast_map`` is),
+    counted at the evaluation's connectivity (18)."""
+    labels, _ = postprocess_array(pred.astype(np.float32), plan, score_map, contrast_map=contrast_map)
     return evaluate_case(labels > 0, case.mask, spacing=(1.0, 1.0, 1.0),
                          connectivity=DEFAULT_CONNECTIVITY, case=case.case_id)
 
@@ -152,7 +190,8 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
     predict_seconds = (time.perf_counter() - t0) / max(1, len(test_cases))
     model_scores = [score(p.mask, c, score_map=p.sphere_probability) for p, c in zip(predictions, test_cases)]
     for p, c in zip(predictions, test_cases):  # out-of-fold predictions for plan tuning
-        save_oof(fold_dir, c.case_id, p.probability, p.sphere_probability, c.mask)
+        save_oof(fold_dir, c.case_id, p.probability, p.sphere_probability, c.mask,
+                 contrast=model_flair_contrast(bundle.config, c))
     p_threshold = choose_probability_threshold(bundle, train_cases, device=device)
     calibrated = [score((p.probability > p_threshold).astype(np.uint8), c,
                         replace(DEFAULT_PLAN, threshold=p_threshold), p.sphere_probability)

@@ -31,7 +31,7 @@ from allnet.plan import DEFAULT_PLAN, InferencePlan
 
 from .crossval import TABLE_METRICS, load_case_metrics
 from .ensemble import export_bundle, state_dicts_from_model_files
-from .plan_tuning import OOF_DIR, case_metrics, save_oof, tune_plan
+from .plan_tuning import CONTRAST_KEY, OOF_DIR, case_metrics, save_oof, tune_plan
 
 SOURCES_FILE = "sources.json"
 
@@ -71,7 +71,9 @@ def combine_crossvals(sources: list[str | Path], out_dir: str | Path) -> dict:
         probability = members.astype(np.float32).mean(axis=0)
         sphere = (np.mean([a["sphere"].astype(np.float32) for a in arrays], axis=0)
                   if all("sphere" in a for a in arrays) else None)
-        save_oof(out / key[0], key[1], probability, sphere, reference, members=members)
+        # every member was given the same inputs (same fold, same model input plan)
+        contrast = arrays[0].get(CONTRAST_KEY)
+        save_oof(out / key[0], key[1], probability, sphere, reference, members=members, contrast=contrast)
     bundles = {}
     for fold in sorted({f for f, _ in found[0]}):
         members = [s / fold / "bundle.pt" for s in sources]

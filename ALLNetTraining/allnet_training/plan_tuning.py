@@ -1,9 +1,10 @@
 """The inference plan of a model, chosen on out-of-fold predictions.
 
 Cross-validation keeps, for every held-out case, the ensemble's vote, mean probability
-and sphere-head (lesion-score) map on the working grid (``fold_<subject>/oof/<case>.npz``).
-:func:`tune_plan` then searches the probability threshold, the lesion-score threshold and the
-minimum lesion size that maximise the mean of DSC and lesion-wise F1 over all held-out cases, scoring exactly
+sphere-head (lesion-score) map and FLAIR-contrast map on the working grid
+(``fold_<subject>/oof/<case>.npz``). :func:`tune_plan` then searches the probability
+threshold, the lesion-score threshold, the FLAIR-contrast floor and the minimum lesion size
+that maximise the mean of DSC and lesion-wise F1 over all held-out cases, scoring exactly
 as ``allnet segment`` post-processes (``allnet.postprocess``) and as the evaluation counts
 (``allnet.metrics.evaluate_case``, 18-connectivity). Nothing is tuned on a case whose
 predictions came from a model that saw it.
@@ -23,8 +24,12 @@ from allnet.postprocess import postprocess_array
 
 OOF_DIR = "oof"
 PLAN_FILE = "plan.json"
+CONTRAST_KEY = "flair_contrast"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SCORE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+# FLAIR-contrast floors (fractions of the WM-CSF contrast above WM, allnet.plan): lesions are
+# FLAIR-hyperintense by definition; on the development scans true lesions sit at 0.5-1.0.
+FLAIR_CONTRASTS = (0.0, 0.2, 0.3, 0.4)
 # mm3 (1 mm working grid). 10 mm3 is the floor (MAGNIMS' 3 mm long axis, see allnet.plan);
 # a larger floor trades the smallest true lesions for fewer false ones.
 MIN_LESION_MM3 = (10.0, 20.0, 30.0)
@@ -36,16 +41,26 @@ OBJECTIVE_TOLERANCE = 0.005
 
 
 def save_oof(fold_dir: Path, case_id: str, probability: np.ndarray, sphere: np.ndarray | None,
-             reference: np.ndarray, members: np.ndarray | None = None) -> Path:
+             reference: np.ndarray, members: np.ndarray | None = None,
+             contrast: np.ndarray | None = None) -> Path:
     """Store one held-out case's mean probability, lesion-score map (float16, KJI working
     grid) and reference mask (uint8) for plan tuning; ``members``: each member's probability
-    (M, K, J, I) when the prediction is an ensemble's, so scoring votes as the product does."""
+    (M, K, J, I) when the prediction is an ensemble's, so scoring votes as the product does;
+    ``contrast``: the FLAIR-contrast map of the case as the model saw it
+    (``allnet.preprocessing.intensity.flair_contrast``), for the contrast floor."""
     path = Path(fold_dir) / OOF_DIR / f"{case_id}.npz"
     arrays = {"probability": probability.astype(np.float16), "reference": (reference > 0).astype(np.uint8)}
     if sphere is not None:
         arrays["sphere"] = sphere.astype(np.float16)
     if members is not None:
         arrays["members"] = members.astype(np.float16)
+    if contrast is not None:
+        arrays[CONTRAST_KEY] = contrast.astype(np.float16)
+    return write_oof(path, arrays)
+
+
+def write_oof(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write one held-out case's arrays (``save_oof`` keys) atomically."""
     with atomic_file(path) as tmp:
         with tmp.open("wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -75,9 +90,10 @@ def case_metrics(arrays: dict[str, np.ndarray], plan: InferencePlan, case: str =
     """``allnet.metrics.CaseMetrics`` of one held-out case post-processed with ``plan`` as
     ``allnet segment`` does (:func:`vote`, then ``allnet.postprocess``), counted at
     18-connectivity on the 1 mm working grid."""
-    sphere = arrays.get("sphere")
+    sphere, contrast = arrays.get("sphere"), arrays.get(CONTRAST_KEY)
     labels, _ = postprocess_array(vote(arrays, plan.threshold), plan,
-                                  None if sphere is None else sphere.astype(np.float32))
+                                  None if sphere is None else sphere.astype(np.float32),
+                                  contrast_map=None if contrast is None else contrast.astype(np.float32))
     return evaluate_case(labels > 0, arrays["reference"], spacing=(1.0, 1.0, 1.0), case=case)
 
 
@@ -87,35 +103,83 @@ def score_case(arrays: dict[str, np.ndarray], plan: InferencePlan) -> tuple[floa
     return metrics.dsc, metrics.lf1
 
 
+def _floor_scores(arrays: dict[str, np.ndarray], plan: InferencePlan,
+                  floors: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(DSC, L-F1) of one held-out case for each (lesion-score, FLAIR-contrast) floor on top
+    of ``plan``: exactly :func:`score_case` of the plan with those floors (the floors keep or
+    drop whole components of ``allnet.postprocess``), labelling the vote once."""
+    from allnet.postprocess import component_means, component_peaks
+
+    unfiltered = dataclasses.replace(plan, lesion_score_threshold=0.0, min_flair_contrast=0.0)
+    labels, _ = postprocess_array(vote(arrays, plan.threshold), unfiltered)
+    sphere, contrast = arrays.get("sphere"), arrays.get(CONTRAST_KEY)
+    n = int(labels.max())
+    peaks = component_peaks(labels, sphere.astype(np.float32)) if sphere is not None else np.zeros(n + 1)
+    means = component_means(labels, contrast.astype(np.float32)) if contrast is not None else np.zeros(n + 1)
+    reference = arrays["reference"]
+    # metrics on the box that holds every predicted and reference voxel (1 voxel margin)
+    box = _bounding_box((labels > 0) | (reference > 0))
+    labels, reference = labels[box], reference[box]
+    out = []
+    for score_threshold, floor in floors:
+        keep = np.ones(n + 1, dtype=bool) if sphere is None else peaks >= score_threshold
+        if contrast is not None and floor > 0:
+            keep &= means >= floor
+        keep[0] = False
+        metrics = evaluate_case(keep[labels], reference, spacing=(1.0, 1.0, 1.0))
+        out.append((metrics.dsc, metrics.lf1))
+    return out
+
+
+def _bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
+    """Slices of the box around ``mask``'s voxels grown by ``margin`` (whole array if empty)."""
+    if not mask.any():
+        return tuple(slice(0, n) for n in mask.shape)
+    out = []
+    for axis, n in enumerate(mask.shape):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        out.append(slice(max(0, int(hits[0]) - margin), min(n, int(hits[-1]) + margin + 1)))
+    return tuple(out)
+
+
 def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict | None:
-    """Choose threshold, lesion-score threshold and minimum lesion size on the stored
-    out-of-fold predictions; writes ``plan.json`` in ``out_dir`` (grid of values, scores, the
-    choice) and returns it. Ties go to the smaller size and score floors and the threshold
-    nearest 0.5; plans within OBJECTIVE_TOLERANCE of the best objective count as ties. None
-    when no predictions are stored."""
+    """Choose threshold, lesion-score threshold, FLAIR-contrast floor and minimum lesion size
+    on the stored out-of-fold predictions; writes ``plan.json`` in ``out_dir`` (grid of values,
+    scores, the choice) and returns it. Ties go to the smaller size, score and contrast floors
+    and the threshold nearest 0.5; plans within OBJECTIVE_TOLERANCE of the best objective
+    count as ties. The score and contrast floors are searched only when every case carries
+    its map. None when no predictions are stored."""
     cases = load_oof(Path(out_dir))
     if not cases:
         return None
     has_scores = all("sphere" in a for a in cases.values())
-    grid = []
-    for threshold in THRESHOLDS:
-        for score_threshold in (SCORE_THRESHOLDS if has_scores else (0.0,)):
+    has_contrast = all(CONTRAST_KEY in a for a in cases.values())
+    floors = [(score_threshold, contrast) for score_threshold in (SCORE_THRESHOLDS if has_scores else (0.0,))
+              for contrast in (FLAIR_CONTRASTS if has_contrast else (0.0,))]
+    # per plan, the cases' (DSC, L-F1); the floors only remove whole components, so each case
+    # is labelled once per threshold and size (see _floor_scores)
+    per_plan: dict[tuple, list[tuple[float, float]]] = {}
+    for arrays in cases.values():
+        for threshold in THRESHOLDS:
             for min_mm3 in MIN_LESION_MM3:
-                plan = dataclasses.replace(base, threshold=threshold, lesion_score_threshold=score_threshold,
-                                           min_lesion_mm3=min_mm3)
-                per_case = [score_case(a, plan) for a in cases.values()]
-                dsc, lf1 = (float(np.mean([p[i] for p in per_case])) for i in (0, 1))
-                grid.append({"threshold": threshold, "lesion_score_threshold": score_threshold,
-                             "min_lesion_mm3": min_mm3, "mean_dsc": dsc, "mean_lf1": lf1,
-                             "objective": (dsc + lf1) / 2})
+                plan = dataclasses.replace(base, threshold=threshold, min_lesion_mm3=min_mm3)
+                for floor, scores in zip(floors, _floor_scores(arrays, plan, floors)):
+                    per_plan.setdefault((threshold, *floor, min_mm3), []).append(scores)
+    grid = []
+    for (threshold, score_threshold, contrast, min_mm3), per_case in per_plan.items():
+        dsc, lf1 = (float(np.mean([p[i] for p in per_case])) for i in (0, 1))
+        grid.append({"threshold": threshold, "lesion_score_threshold": score_threshold,
+                     "min_flair_contrast": contrast, "min_lesion_mm3": min_mm3,
+                     "mean_dsc": dsc, "mean_lf1": lf1, "objective": (dsc + lf1) / 2})
     top = max(g["objective"] for g in grid)
     near = [g for g in grid if g["objective"] >= top - OBJECTIVE_TOLERANCE]
-    best = max(near, key=lambda g: (-g["min_lesion_mm3"], -g["lesion_score_threshold"], round(g["objective"], 9),
-                                    -abs(g["threshold"] - 0.5)))
+    best = max(near, key=lambda g: (-g["min_lesion_mm3"], -g["lesion_score_threshold"], -g["min_flair_contrast"],
+                                    round(g["objective"], 9), -abs(g["threshold"] - 0.5)))
     chosen = dataclasses.replace(base, threshold=best["threshold"], min_lesion_mm3=best["min_lesion_mm3"],
-                                 lesion_score_threshold=best["lesion_score_threshold"])
+                                 lesion_score_threshold=best["lesion_score_threshold"],
+                                 min_flair_contrast=best["min_flair_contrast"])
     default = next(g for g in grid if g["threshold"] == base.threshold and g["lesion_score_threshold"] == 0.0
-                   and g["min_lesion_mm3"] == base.min_lesion_mm3)
+                   and g["min_flair_contrast"] == 0.0 and g["min_lesion_mm3"] == base.min_lesion_mm3)
     result = {"plan": {k: v for k, v in chosen.to_dict().items() if k not in MODEL_INPUT_KEYS},
               "cases": sorted(cases), "objective": "mean of DSC and lesion-wise F1 over held-out cases",
               "tie_tolerance": OBJECTIVE_TOLERANCE, "best_objective": top,
@@ -141,13 +205,13 @@ def lesion_score_curve(cases: dict[str, dict[str, np.ndarray]], plan: InferenceP
                        score_thresholds: tuple[float, ...] = CURVE_SCORES) -> dict:
     """Lesion-wise ROC of the lesion score (the paper's Fig. 5 with ALL-Net's own lesion
     decision): the held-out predictions are post-processed with ``plan`` (its probability
-    threshold, connectivity and minimum size, no score threshold), then for each score
+    threshold, connectivity, minimum size and contrast floor, no score threshold), then for each score
     threshold the lesions scoring at least that much are kept. Per threshold: LTPR (reference
     lesions, 18-connected, touched by a kept lesion / all reference lesions), false-positive
     lesions per scan and LFPR."""
     from allnet.metrics import label_components
 
-    base = dataclasses.replace(plan, lesion_score_threshold=0.0)
+    base = dataclasses.replace(plan, lesion_score_threshold=0.0)  # the contrast floor stays
     thresholds = np.asarray(score_thresholds, dtype=float)
     detected = np.zeros(thresholds.size)
     false = np.zeros(thresholds.size)
@@ -156,7 +220,9 @@ def lesion_score_curve(cases: dict[str, dict[str, np.ndarray]], plan: InferenceP
     for arrays in cases.values():
         if "sphere" not in arrays:
             raise ValueError("the held-out predictions carry no lesion scores (model without sphere head)")
-        labels, scores = postprocess_array(vote(arrays, base.threshold), base, arrays["sphere"].astype(np.float32))
+        contrast = arrays.get(CONTRAST_KEY)
+        labels, scores = postprocess_array(vote(arrays, base.threshold), base, arrays["sphere"].astype(np.float32),
+                                           contrast_map=None if contrast is None else contrast.astype(np.float32))
         ref_labels, n = label_components(arrays["reference"] > 0, 18)
         n_ref += n
         ids = np.array(sorted(scores), dtype=int)

@@ -36,7 +36,7 @@ from allnet.postprocess import postprocess_array
 from allnet.preprocessing.intensity import normalise
 
 from .cache import MODALITIES, CachedCase
-from .crossval import predict_cached, score
+from .crossval import model_flair_contrast, predict_cached, score
 from .synth_acquisition import thick_slices
 
 PERTURBATIONS = ("none", "gm_bright", "thick_5mm", "8bit", "no_t2")
@@ -92,8 +92,9 @@ def final_mask(bundle: ModelBundle, case: CachedCase) -> np.ndarray:
     with the model's own inference plan (the defaults for a model without one)."""
     plan = InferencePlan.from_dict(model_plan(bundle))
     prediction = predict_cached(bundle, case, threshold=plan.threshold)
+    contrast = model_flair_contrast(bundle.config, case) if plan.min_flair_contrast > 0 else None
     labels, _ = postprocess_array(prediction.mask.astype(np.float32), plan,
-                                  prediction.sphere_probability)
+                                  prediction.sphere_probability, contrast_map=contrast)
     return labels > 0
 
 

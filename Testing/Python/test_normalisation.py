@@ -11,7 +11,8 @@ from allnet import outputs, pipeline
 from allnet.model import ModelConfig, random_bundle, save_model_file
 from allnet.plan import (NORMALISATION_ROBUST_ZSCORE, NORMALISATION_WM_CSF, NORMALISATION_WM_CSF_CALIBRATED,
                          NORMALISATION_WM_CSF_FLAIR_T1, TISSUE_REFERENCE_TARGETS, InferencePlan)
-from allnet.preprocessing.intensity import WM_CSF_SCALE, apply_normalisation, normalise, tissue_reference
+from allnet.preprocessing.intensity import (WM_CSF_SCALE, apply_normalisation, flair_contrast, normalise,
+                                           tissue_reference)
 from allnet.tissue import CSF, GM, WM
 
 from helpers_synthesis import write_mni_case
@@ -110,6 +111,23 @@ def test_calibrated_variant_puts_t1w_wm_where_the_robust_zscore_usually_has_it()
     moved = apply_normalisation({"flair": normalise(bright, brain_b)}, brain_b, tissue_b,
                                 NORMALISATION_WM_CSF_CALIBRATED)["flair"]
     assert abs(np.median(moved[lesion_b]) - np.median(out["flair"][lesion])) < 0.05
+
+
+def test_flair_contrast_is_in_wm_csf_units_whatever_the_scale_and_refuses_a_flat_csf() -> None:
+    """The contrast map behind the lesion floor: 0 at the WM median, -1 at the CSF median,
+    the same for the raw image and any affine rescaling of it (so for every normalisation);
+    bright cortex does not move the lesions in these units. None when CSF is not darker."""
+    image, brain, tissue, lesion = _phantom(1.05)
+    raw = flair_contrast(image, brain, tissue)
+    assert np.median(raw[tissue == WM]) == pytest.approx(0.0, abs=1e-6)
+    assert np.median(raw[tissue == CSF]) == pytest.approx(-1.0, abs=1e-6)
+    assert np.median(raw[lesion]) == pytest.approx((720 - 400) / (400 - 60), abs=0.05)
+    np.testing.assert_allclose(flair_contrast(normalise(image, brain), brain, tissue), raw, atol=1e-4)
+    assert np.all(raw[~brain] == 0)
+    bright, brain_b, tissue_b, lesion_b = _phantom(1.6)
+    assert np.median(flair_contrast(bright, brain_b, tissue_b)[lesion_b]) == pytest.approx(np.median(raw[lesion]), abs=0.05)
+    flat = np.where(tissue == CSF, np.median(image[tissue == WM]), image).astype(np.float32)
+    assert flair_contrast(flat, brain, tissue) is None
 
 
 def test_without_usable_csf_the_image_is_only_recentred_on_wm() -> None:

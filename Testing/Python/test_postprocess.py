@@ -38,6 +38,35 @@ def test_lesion_score_threshold_drops_low_scoring_components_and_renumbers() -> 
     assert kept.max() == 1 and (kept > 0).sum() == 27 and kept_scores == {1: pytest.approx(0.9)}
 
 
+def test_flair_contrast_floor_drops_components_by_their_mean_contrast_after_the_score_floor() -> None:
+    """The contrast floor judges a lesion by its mean FLAIR contrast (a bright rim around a
+    WM-level core does not save it); the score floor acts first and each step counts its
+    own drops; ids and scores of the survivors follow them."""
+    vote, score = _two_lesions()
+    vote[14:17, 14:17, 14:17] = 1
+    score[14:17, 14:17, 14:17] = 0.95
+    contrast = np.zeros_like(vote)
+    contrast[2:5, 2:5, 2:5] = 0.2          # 27 voxels, mean 0.2 + 0.8 / 27 = 0.23
+    contrast[3, 3, 3] = 1.0
+    contrast[10:12, 10:12, 10:12] = 0.9    # bright, but a low score
+    contrast[14:17, 14:17, 14:17] = 0.6
+    plan = InferencePlan(min_lesion_mm3=0.0, lesion_score_threshold=0.5, min_flair_contrast=0.3)
+    image = sitk.GetImageFromArray(vote)
+    found = postprocess(image, plan, sitk.GetImageFromArray(score), sitk.GetImageFromArray(contrast))
+    labels = sitk.GetArrayFromImage(found.labels)
+    assert (found.dropped_by_score, found.dropped_by_contrast) == (1, 1)
+    assert labels.max() == 1 and labels[15, 15, 15] == 1 and found.scores == {1: pytest.approx(0.95)}
+    # floor 0 keeps every component, as does a run without a contrast map
+    for kept_plan, kept_map in ((InferencePlan(min_lesion_mm3=0.0), contrast), (plan, None)):
+        out, _ = postprocess_array(vote, InferencePlan(min_lesion_mm3=0.0, lesion_score_threshold=0.5)
+                                   if kept_map is None else kept_plan, score, contrast_map=kept_map)
+        assert out.max() == (2 if kept_map is None else 3)
+    with pytest.raises(ValueError, match="FLAIR-contrast map must lie on the grid"):
+        shifted = sitk.GetImageFromArray(contrast)
+        shifted.SetOrigin((1.0, 0.0, 0.0))
+        postprocess(image, plan, None, shifted)
+
+
 def test_minimum_size_uses_the_voxel_volume_and_connectivity_joins_diagonals() -> None:
     vote = np.zeros((10, 10, 10), np.float32)
     vote[2, 2, 2] = vote[3, 3, 3] = 1  # corner neighbours
@@ -78,7 +107,8 @@ def test_settings_override_the_model_plan_and_the_sources_say_so() -> None:
     assert (resolved.plan.threshold, resolved.plan.lesion_score_threshold, resolved.plan.connectivity,
             resolved.plan.min_lesion_mm3) == (0.4, 0.0, 18, DEFAULT_PLAN.min_lesion_mm3)
     assert resolved.sources == {"threshold": "model", "lesion_score_threshold": "setting",
-                                "connectivity": "setting", "min_lesion_mm3": "default"}
+                                "connectivity": "setting", "min_lesion_mm3": "default",
+                                "min_flair_contrast": "default"}
 
 
 @pytest.mark.parametrize("plan", [{"threshold": 1.5}, {"connectivity": 4}, {"grid": "mni152_2mm"},
@@ -179,6 +209,37 @@ def test_plan_tuning_keeps_the_3_mm_floor_when_a_larger_one_gains_only_noise(tmp
     gain = tuned["best_objective"] - tuned["chosen"]["objective"]
     assert 0 < gain <= OBJECTIVE_TOLERANCE
     assert tuned["plan"]["min_lesion_mm3"] == 10.0 and tuned["plan"]["lesion_score_threshold"] == 0.0
+
+
+def test_plan_tuning_sets_a_flair_contrast_floor_when_false_lesions_are_not_flair_bright(tmp_path) -> None:
+    """A false positive that the sphere head backs but whose FLAIR is barely above WM (a
+    T2W-driven detection) is removed by the contrast floor, not by a score floor; the fast
+    search gives exactly what scoring each plan through the post-processing gives; without
+    contrast maps no floor is searched."""
+    import dataclasses
+
+    from allnet_training.plan_tuning import _floor_scores, load_oof, save_oof, score_case, tune_plan
+
+    reference = np.zeros((24, 24, 24), np.uint8)
+    reference[3:7, 3:7, 3:7] = 1
+    probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+    sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+    contrast = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+    probability[14:17, 14:17, 14:17] = 0.9
+    sphere[14:17, 14:17, 14:17] = 0.8
+    contrast[14:17, 14:17, 14:17] = 0.1
+    save_oof(tmp_path / "with" / "fold_a", "a", probability, sphere, reference, contrast=contrast)
+    tuned = tune_plan(tmp_path / "with")
+    assert tuned["plan"]["min_flair_contrast"] == 0.2 and tuned["plan"]["lesion_score_threshold"] == 0.0
+    assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
+    arrays = load_oof(tmp_path / "with")["a"]
+    floors = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.2), (0.9, 0.4)]
+    fast = _floor_scores(arrays, DEFAULT_PLAN, floors)
+    slow = [score_case(arrays, dataclasses.replace(DEFAULT_PLAN, lesion_score_threshold=s, min_flair_contrast=c))
+            for s, c in floors]
+    assert fast == slow
+    save_oof(tmp_path / "without" / "fold_a", "a", probability, sphere, reference)
+    assert {g["min_flair_contrast"] for g in tune_plan(tmp_path / "without")["grid"]} == {0.0}
 
 
 def test_lesion_score_roc_and_the_plan_command_store_the_plan_in_a_model(tmp_path, capsys) -> None:

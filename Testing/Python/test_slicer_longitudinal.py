@@ -107,7 +107,8 @@ def test_panel_inputs_and_settings_reach_the_core_options(lpanel, tmp_path, monk
     assert RunSettings.from_namespace(parsed) == RunSettings(device="cpu", ensemble="fast", threshold=0.4,
                                                              min_lesion_mm3=p.minLesionSizeMm3,
                                                              connectivity=p.connectivity,
-                                                             lesion_score_threshold=p.lesionScoreThreshold)
+                                                             lesion_score_threshold=p.lesionScoreThreshold,
+                                                             min_flair_contrast=p.minFlairContrast)
 
 
 # -- a run and its import ------------------------------------------------------------------------

@@ -72,6 +72,27 @@ def tissue_reference(zscored: np.ndarray, mask: np.ndarray, wm_values: np.ndarra
     return out
 
 
+def flair_contrast(flair: np.ndarray, brain_mask: np.ndarray, tissue: np.ndarray) -> np.ndarray | None:
+    """FLAIR in units of its own WM-CSF contrast, 0 at the white-matter median: ``(flair -
+    median WM) / (median WM - median CSF)`` inside ``brain_mask`` (KJI working grid; tissue
+    labels of ``allnet.tissue``, WM and CSF from the T1W). Any affine intensity scale gives the
+    same map, so it does not depend on the model's normalisation. Float32, 0 outside the
+    brain; None when WM or CSF has too few voxels or CSF is not darker than WM by
+    MIN_CONTRAST of the image's units (the contrast floor then cannot be applied)."""
+    brain = brain_mask > 0
+    wm, csf = flair[brain & (tissue == WM)], flair[brain & (tissue == CSF)]
+    if wm.size < MIN_REFERENCE_VOXELS or csf.size < MIN_REFERENCE_VOXELS:
+        return None
+    wm_median = float(np.median(wm))
+    contrast = wm_median - float(np.median(csf))
+    spread = float(np.subtract(*np.percentile(flair[brain], [75, 25]))) / IQR_TO_SD
+    if not spread > 0 or contrast < MIN_CONTRAST * spread:
+        return None
+    out = np.zeros(flair.shape, dtype=np.float32)
+    out[brain] = ((flair[brain].astype(np.float64) - wm_median) / contrast).astype(np.float32)
+    return out
+
+
 def apply_normalisation(images: dict[str, np.ndarray], brain_mask: np.ndarray,
                         tissue: np.ndarray | None, normalisation: str) -> dict[str, np.ndarray]:
     """The model's normalisation (``allnet.plan`` names) of robust z-scored images (KJI, as
