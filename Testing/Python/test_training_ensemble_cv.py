@@ -90,3 +90,32 @@ def test_the_command_line_chooses_a_plan_that_plan_stores_in_the_model(tmp_path,
     assert main(["plan", "--crossval", str(tmp_path / "ens"), "--model", str(model)]) == 0
     chosen = json.loads((tmp_path / "ens" / "plan.json").read_text())["plan"]
     assert {k: model_plan(load_model_file(model))[k] for k in chosen} == chosen
+
+
+def test_held_out_predictions_without_a_contrast_map_get_the_model_inputs_one(tmp_path) -> None:
+    """Predictions saved before the FLAIR-contrast floor existed get the map of the FLAIR their
+    fold model was given (``model_flair_contrast``: noise harmonisation and normalisation of
+    the model's config), once; a case or fold model that is missing is named."""
+    from allnet_training.crossval import add_flair_contrast, model_flair_contrast
+    from allnet_training.plan_tuning import CONTRAST_KEY, load_oof
+
+    from helpers_training import tiny_case, tiny_model_config
+
+    case = tiny_case(3, "s0")
+    config = tiny_model_config(noise_target=0.05)
+    bundle = random_bundle(config, n=1)
+    fold = tmp_path / "cv" / "fold_s0"
+    save_model_file(fold / "bundle.pt", bundle.config, [m.state_dict() for m in bundle.members], {})
+    probability = np.where(case.mask > 0, 0.9, 0.0).astype(np.float32)
+    save_oof(fold, "s0", probability, None, case.mask)
+    assert add_flair_contrast(tmp_path / "cv", [case]) == 1
+    stored = load_oof(tmp_path / "cv")["s0"][CONTRAST_KEY].astype(np.float32)
+    expected = model_flair_contrast(config, case)
+    np.testing.assert_allclose(stored, expected, atol=2e-3)  # float16 storage
+    assert np.median(stored[case.mask > 0]) > 1.0  # the phantom's lesions: +1.5 on a WM-CSF contrast of ~0.3-1
+    assert add_flair_contrast(tmp_path / "cv", [case]) == 0  # already there
+    save_oof(tmp_path / "cv" / "fold_s1", "s1", probability, None, case.mask)
+    with pytest.raises(ValueError, match="s1 is not among the given cases"):
+        add_flair_contrast(tmp_path / "cv", [case])
+    with pytest.raises(ValueError, match="no fold model"):
+        add_flair_contrast(tmp_path / "cv", [case, tiny_case(4, "s1")])
