@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plan {tuned['plan']}: mean DSC {tuned['chosen']['mean_dsc']:.3f}, L-F1 "
                   f"{tuned['chosen']['mean_lf1']:.3f} (default plan: {tuned['default']['mean_dsc']:.3f}, "
                   f"{tuned['default']['mean_lf1']:.3f}) over {len(tuned['cases'])} held-out cases")
+            if tuned.get("nested"):
+                print(f"nested estimate (each fold's plan chosen without it): mean DSC "
+                      f"{tuned['nested']['mean_dsc']:.3f}, L-F1 {tuned['nested']['mean_lf1']:.3f}")
             from allnet.plan import InferencePlan
 
             from .plan_tuning import CURVE_FIGURE, write_lesion_score_curve

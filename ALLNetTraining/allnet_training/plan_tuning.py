@@ -76,6 +76,11 @@ def load_oof(out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     return found
 
 
+def oof_folds(out_dir: Path) -> dict[str, str]:
+    """Case id -> the fold folder (``fold_<subject>``) that holds its held-out prediction."""
+    return {path.stem: path.parent.parent.name for path in sorted(Path(out_dir).glob(f"fold_*/{OOF_DIR}/*.npz"))}
+
+
 def vote(arrays: dict[str, np.ndarray], threshold: float) -> np.ndarray:
     """The ensemble's binary vote (float32 0/1, KJI) as ``allnet.inference.predict`` makes it:
     a strict majority of the members' probabilities above ``threshold`` (stored members), or
@@ -148,7 +153,9 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
     scores, the choice) and returns it. Ties go to the smaller size, score and contrast floors
     and the threshold nearest 0.5; plans within OBJECTIVE_TOLERANCE of the best objective
     count as ties. The score and contrast floors are searched only when every case carries
-    its map. None when no predictions are stored."""
+    its map. ``nested``: the same choice made without each fold in turn and scored on it (an
+    estimate free of choosing the plan on the cases it is scored on). None when no
+    predictions are stored."""
     cases = load_oof(Path(out_dir))
     if not cases:
         return None
@@ -156,25 +163,17 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
     has_contrast = all(CONTRAST_KEY in a for a in cases.values())
     floors = [(score_threshold, contrast) for score_threshold in (SCORE_THRESHOLDS if has_scores else (0.0,))
               for contrast in (FLAIR_CONTRASTS if has_contrast else (0.0,))]
-    # per plan, the cases' (DSC, L-F1); the floors only remove whole components, so each case
-    # is labelled once per threshold and size (see _floor_scores)
-    per_plan: dict[tuple, list[tuple[float, float]]] = {}
-    for arrays in cases.values():
+    # per case and plan (threshold, score floor, contrast floor, size) its (DSC, L-F1); the floors
+    # only remove whole components, so each case is labelled once per threshold and size
+    per_case: dict[str, dict[tuple, tuple[float, float]]] = {}
+    for case, arrays in cases.items():
         for threshold in THRESHOLDS:
             for min_mm3 in MIN_LESION_MM3:
                 plan = dataclasses.replace(base, threshold=threshold, min_lesion_mm3=min_mm3)
                 for floor, scores in zip(floors, _floor_scores(arrays, plan, floors)):
-                    per_plan.setdefault((threshold, *floor, min_mm3), []).append(scores)
-    grid = []
-    for (threshold, score_threshold, contrast, min_mm3), per_case in per_plan.items():
-        dsc, lf1 = (float(np.mean([p[i] for p in per_case])) for i in (0, 1))
-        grid.append({"threshold": threshold, "lesion_score_threshold": score_threshold,
-                     "min_flair_contrast": contrast, "min_lesion_mm3": min_mm3,
-                     "mean_dsc": dsc, "mean_lf1": lf1, "objective": (dsc + lf1) / 2})
-    top = max(g["objective"] for g in grid)
-    near = [g for g in grid if g["objective"] >= top - OBJECTIVE_TOLERANCE]
-    best = max(near, key=lambda g: (-g["min_lesion_mm3"], -g["lesion_score_threshold"], -g["min_flair_contrast"],
-                                    round(g["objective"], 9), -abs(g["threshold"] - 0.5)))
+                    per_case.setdefault(case, {})[(threshold, *floor, min_mm3)] = scores
+    grid = _grid(per_case, list(cases))
+    best = _choose(grid)
     chosen = dataclasses.replace(base, threshold=best["threshold"], min_lesion_mm3=best["min_lesion_mm3"],
                                  lesion_score_threshold=best["lesion_score_threshold"],
                                  min_flair_contrast=best["min_flair_contrast"])
@@ -182,10 +181,50 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
                    and g["min_flair_contrast"] == 0.0 and g["min_lesion_mm3"] == base.min_lesion_mm3)
     result = {"plan": {k: v for k, v in chosen.to_dict().items() if k not in MODEL_INPUT_KEYS},
               "cases": sorted(cases), "objective": "mean of DSC and lesion-wise F1 over held-out cases",
-              "tie_tolerance": OBJECTIVE_TOLERANCE, "best_objective": top,
-              "chosen": best, "default": default, "grid": grid}
+              "tie_tolerance": OBJECTIVE_TOLERANCE, "best_objective": max(g["objective"] for g in grid),
+              "chosen": best, "default": default,
+              "nested": _nested(per_case, oof_folds(Path(out_dir))), "grid": grid}
     write_json_atomic(Path(out_dir) / PLAN_FILE, result)
     return result
+
+
+_PLAN_FIELDS = ("threshold", "lesion_score_threshold", "min_flair_contrast", "min_lesion_mm3")
+
+
+def _grid(per_case: dict[str, dict[tuple, tuple[float, float]]], cases: list[str]) -> list[dict]:
+    """One row per plan: its values and the mean DSC, L-F1 and objective over ``cases``."""
+    grid = []
+    for key in per_case[cases[0]]:
+        dsc, lf1 = (float(np.mean([per_case[c][key][i] for c in cases])) for i in (0, 1))
+        grid.append(dict(zip(_PLAN_FIELDS, key)) | {"mean_dsc": dsc, "mean_lf1": lf1,
+                                                     "objective": (dsc + lf1) / 2})
+    return grid
+
+
+def _choose(grid: list[dict]) -> dict:
+    """The plan row chosen: among those within OBJECTIVE_TOLERANCE of the best objective,
+    the smallest size, score and contrast floors, then the objective, then the threshold
+    nearest 0.5."""
+    top = max(g["objective"] for g in grid)
+    near = [g for g in grid if g["objective"] >= top - OBJECTIVE_TOLERANCE]
+    return max(near, key=lambda g: (-g["min_lesion_mm3"], -g["lesion_score_threshold"], -g["min_flair_contrast"],
+                                    round(g["objective"], 9), -abs(g["threshold"] - 0.5)))
+
+
+def _nested(per_case: dict[str, dict[tuple, tuple[float, float]]], folds: dict[str, str]) -> dict | None:
+    """How the plan choice itself generalises: for each fold, the plan chosen (same grid and
+    rule) on the other folds' cases only, scored on that fold's cases. None with one fold."""
+    if len(set(folds.values())) < 2:
+        return None
+    rows = []
+    for fold in sorted(set(folds.values())):
+        held = [c for c in per_case if folds[c] == fold]
+        best = _choose(_grid(per_case, [c for c in per_case if folds[c] != fold]))
+        key = tuple(best[f] for f in _PLAN_FIELDS)
+        rows += [{"case": c, "fold": fold, "plan": dict(zip(_PLAN_FIELDS, key)),
+                  "dsc": per_case[c][key][0], "lf1": per_case[c][key][1]} for c in held]
+    return {"cases": rows, "mean_dsc": float(np.mean([r["dsc"] for r in rows])),
+            "mean_lf1": float(np.mean([r["lf1"] for r in rows]))}
 
 
 def read_plan(path: str | Path) -> dict:

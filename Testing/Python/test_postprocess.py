@@ -242,6 +242,30 @@ def test_plan_tuning_sets_a_flair_contrast_floor_when_false_lesions_are_not_flai
     assert {g["min_flair_contrast"] for g in tune_plan(tmp_path / "without")["grid"]} == {0.0}
 
 
+def test_the_nested_estimate_chooses_each_folds_plan_without_that_fold(tmp_path) -> None:
+    """Fold a has a low-contrast false positive, fold b none: the plan chosen on both sets a
+    contrast floor, but fold a's nested plan comes from fold b alone (no floor: nothing there
+    shows a need), so the nested estimate is the lower, honest one."""
+    from allnet_training.plan_tuning import save_oof, tune_plan
+
+    for fold, with_false in (("a", True), ("b", False)):
+        reference = np.zeros((24, 24, 24), np.uint8)
+        reference[3:7, 3:7, 3:7] = 1
+        probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+        sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+        contrast = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+        if with_false:
+            probability[14:17, 14:17, 14:17], sphere[14:17, 14:17, 14:17] = 0.9, 0.8
+            contrast[14:17, 14:17, 14:17] = 0.1
+        save_oof(tmp_path / f"fold_{fold}", f"case_{fold}", probability, sphere, reference, contrast=contrast)
+    tuned = tune_plan(tmp_path)
+    assert tuned["plan"]["min_flair_contrast"] > 0 and tuned["chosen"]["mean_lf1"] == pytest.approx(1.0)
+    nested = {row["case"]: row for row in tuned["nested"]["cases"]}
+    assert nested["case_a"]["plan"]["min_flair_contrast"] == 0.0 and nested["case_a"]["lf1"] < 1.0
+    assert nested["case_b"]["plan"]["min_flair_contrast"] > 0 and nested["case_b"]["lf1"] == pytest.approx(1.0)
+    assert tuned["nested"]["mean_lf1"] < tuned["chosen"]["mean_lf1"]
+
+
 def test_lesion_score_roc_and_the_plan_command_store_the_plan_in_a_model(tmp_path, capsys) -> None:
     from allnet_training import cli as train_cli
     from allnet_training.plan_tuning import CURVE_FIGURE, lesion_score_curve, load_oof, save_oof
