@@ -95,6 +95,23 @@ def test_registration_is_bit_identical_across_runs(template_2mm):
     assert first.GetFixedParameters() == second.GetFixedParameters()
 
 
+def test_registrations_side_by_side_in_threads_give_the_sequential_transforms(template_2mm):
+    """The pipeline registers T1W and T2W to the FLAIR in two threads: each result is the one a
+    lone run gives, and ITK's thread default is restored once the last one finishes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    flair, brain = template_2mm
+    centre = reg.mask_points(brain).mean(axis=0)
+    movers = [moved(flair, rigid(a, t, centre), native_grid(flair, angle_deg=g))
+              for a, t, g in (((3, 2, -5), (3.0, 4.0, -2.0), 10.0), ((-4, 1, 6), (-2.0, 1.0, 5.0), 20.0))]
+    alone = [reg.register_to_flair(flair, m) for m in movers]
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(lambda m: reg.register_to_flair(flair, m), movers))
+    assert [t.GetParameters() for t in together] == [t.GetParameters() for t in alone]
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+
+
 def test_non_overlapping_images_raise(template_2mm):
     head, brain = template_2mm
     # A "FLAIR" that is a 16 mm slab above the brain's vertex region: most of the T1W brain

@@ -10,6 +10,7 @@ number of ITK threads.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -120,17 +121,35 @@ def _method(sampling: Sequence[float], iterations: int, shrink: Sequence[int],
     return reg
 
 
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    """Run ITK with one thread: the Mattes metric accumulates its joint histogram from
-    several threads in a varying order, which changes transforms in the 11th digit between
-    runs. The metric's threads follow the global default, not the method's setting."""
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+class _SingleThreaded:
+    """Context that runs ITK with one thread: the Mattes metric accumulates its joint
+    histogram from several threads in a varying order, which changes transforms in the 11th
+    digit between runs. The metric's threads follow the global default, not the method's
+    setting. Registrations may run in parallel Python threads (SimpleITK releases the GIL):
+    the first to enter sets the default to 1, the last to leave restores it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._previous = 0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(self._previous)
+
+
+_single_threaded = _SingleThreaded()
 
 
 def _run(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image,
