@@ -28,6 +28,7 @@ The common brain mask is the union of the visits' brain masks on the working gri
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -216,13 +217,21 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
 
     start = timer.step(0.35, "T1W/T2W -> FLAIR (rigid)")
     warnings: list[str] = []
+    # independent single-threaded registrations, two at a time (2 cores), same transforms
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = {}
+        for visit, images in visits.items():
+            if images.t1 is not None:
+                jobs[visit, "t1"] = pool.submit(registration.register_to_flair, images.flair, images.t1,
+                                                moving_brain_mask=masks[visit])
+            if images.t2 is not None:
+                jobs[visit, "t2"] = pool.submit(registration.register_to_flair, images.flair, images.t2,
+                                                moving_name="T2W")
+        for (visit, role), job in jobs.items():
+            (flair_to_t1 if role == "t1" else flair_to_t2)[visit] = job.result()
+            if role == "t1":
+                t1_source[visit] = "own"
     for visit, images in visits.items():
-        if images.t1 is not None:
-            flair_to_t1[visit] = registration.register_to_flair(images.flair, images.t1,
-                                                                moving_brain_mask=masks[visit])
-            t1_source[visit] = "own"
-        if images.t2 is not None:
-            flair_to_t2[visit] = registration.register_to_flair(images.flair, images.t2, moving_name="T2W")
         if images.t1 is not None:
             natives = {"t1": images.t1} | ({"t2": images.t2} if images.t2 is not None else {})
             tos = {"t1": flair_to_t1[visit]} | ({"t2": flair_to_t2[visit]} if visit in flair_to_t2 else {})
