@@ -145,8 +145,24 @@ def _registration_section(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _decisions_paragraph(summary: dict) -> str:
+    """How the vote became lesions (``summary.json``'s inference plan): the values used and
+    how many detections the lesion-score threshold and the FLAIR-contrast floor dropped, so
+    a reviewer knows what was removed before looking for missed lesions."""
+    plan = summary.get("inference_plan") or {}
+    if "threshold" not in plan:
+        return ""
+    text = (f"Lesion decisions: probability above {_fmt(plan.get('threshold'), 2)}, "
+            f"{plan.get('connectivity', '?')}-connected, at least {_fmt(plan.get('min_lesion_mm3'), 0)} mm3; "
+            f"lesion-score threshold {_fmt(plan.get('lesion_score_threshold'), 2)} "
+            f"({plan.get('lesions_dropped_by_score', 0)} dropped); FLAIR-contrast floor "
+            f"{_fmt(plan.get('min_flair_contrast'), 2)} of the WM-CSF contrast above white matter "
+            f"({plan.get('lesions_dropped_by_contrast', 0)} dropped).")
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
 def _lesion_pictures(data: ReportData) -> str:
-    parts = ["<h2>Lesions</h2>"]
+    parts = ["<h2>Lesions</h2>", _decisions_paragraph(data.summary)]
     images, brain = data.working_images, data.brain_mask
     if data.working_mask is not None and brain is not None and "flair" in images:
         parts.append(img_tag(figures.lesion_overview(images["flair"], data.working_mask, brain),
