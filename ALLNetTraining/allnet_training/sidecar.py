@@ -17,6 +17,8 @@ from allnet.atomic import write_text_atomic
 from allnet.pipeline import model_plan
 from allnet.model import load_model_file
 
+from .plan_tuning import PLAN_FILE
+
 
 TRAINING_KEYS = ("training_data", "training_cases", "command", "date", "hardware",
                  "training_seconds", "seeds")
@@ -42,7 +44,8 @@ def _relative_paths(command: str, anchors: list[Path]) -> str:
 def sidecar(model_path: str | Path, crossval_dir: str | Path | None = None,
             model_card: str = "MODEL_CARD.md", anchors: list[Path] | None = None) -> dict:
     """Sidecar content for ``model_path`` (loaded with weights_only) and an optional
-    cross-validation folder (its ``crossval.json``)."""
+    cross-validation folder (its ``crossval.json``, and its ``plan.json`` when the plan was
+    chosen there: the scores with the plan and the nested estimate)."""
     path = Path(model_path)
     bundle = load_model_file(path)
     training = {k: bundle.meta[k] for k in TRAINING_KEYS if k in bundle.meta}
@@ -66,6 +69,15 @@ def sidecar(model_path: str | Path, crossval_dir: str | Path | None = None,
             "mean": {k: summary[k] for k in ("model", "model_calibrated", "baseline")},
             "per_case": summary["cases"],
         }
+        plan_file = Path(crossval_dir) / PLAN_FILE
+        if plan_file.is_file():  # the plan chosen on these held-out predictions, and how it generalises
+            tuned = json.loads(plan_file.read_text(encoding="utf-8"))
+            out["validation"]["with_plan"] = {"plan": tuned["plan"], "mean_dsc": tuned["chosen"]["mean_dsc"],
+                                              "mean_lf1": tuned["chosen"]["mean_lf1"]}
+            if tuned.get("nested"):
+                out["validation"]["nested_plan"] = {
+                    "protocol": "each fold's plan chosen on the other folds' held-out predictions",
+                    "mean_dsc": tuned["nested"]["mean_dsc"], "mean_lf1": tuned["nested"]["mean_lf1"]}
     return out
 
 

@@ -172,6 +172,9 @@ def test_sidecar_names_the_file_its_training_and_validation(cases, tmp_path):
     assert card["training"]["command"] == "allnet-train train --out runs/final"
     assert [r["case"] for r in card["validation"]["per_case"]] == ["case0", "case1", "case2"]
     assert card["validation"]["mean"]["model"]["n_cases"] == 3
+    plan = json.loads((tmp_path / "cv" / "plan.json").read_text())
+    assert card["validation"]["with_plan"]["plan"] == plan["plan"]
+    assert card["validation"]["nested_plan"]["mean_lf1"] == plan["nested"]["mean_lf1"]
     # the command-line form writes the same content
     assert main(["sidecar", str(tmp_path / "m.pt"), "--crossval", str(tmp_path / "cv"),
                  "--out", str(tmp_path / "cli.json"), "--relative-to", str(tmp_path)]) == 0
