@@ -8,6 +8,16 @@ import numpy as np
 CONN26 = np.ones((3, 3, 3), bool)
 
 
+def ellipsoid_radius(shape: tuple[int, int, int], semi_axes: tuple[float, float, float]
+                     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], list[float]]:
+    """Normalised radius of every voxel (KJI) in an ellipsoid centred in ``shape`` with
+    ``semi_axes`` (voxels): 1 on its surface. Also returns the index grids and the centre."""
+    k, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    c = [(n - 1) / 2 for n in shape]
+    r = np.sqrt(sum(((g - cg) / a) ** 2 for g, cg, a in zip((k, j, i), c, semi_axes)))
+    return r, (k, j, i), c
+
+
 def phantom_maps(size: int = 64) -> dict[str, np.ndarray]:
     """Spherical head phantom (1 mm voxels): CSF ventricle, WM, GM cortex, brain radius 22 mm.
 

@@ -19,7 +19,7 @@ from allnet.preprocessing.noise import (harmonise_images, harmonise_noise, model
                                         white_matter_core)
 from allnet.tissue import CSF, GM, WM
 
-from helpers_synthesis import write_mni_case
+from helpers_synthesis import ellipsoid_radius, write_mni_case
 
 SHAPE = (40, 48, 48)
 TINY = dict(base_channels=4, depth=2, max_channels=8, head_channels=4, head_mlp=(4,))
@@ -29,9 +29,7 @@ def _phantom(noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
     """A robust z-scored FLAIR-like phantom with white noise of ``noise`` (z units): CSF
     centre, WM with a lesion, a GM shell. Returns image, brain, tissue, lesion."""
     rng = np.random.default_rng(seed)
-    k, j, i = np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij")
-    c = [(n - 1) / 2 for n in SHAPE]
-    r = np.sqrt(((k - c[0]) / 18) ** 2 + ((j - c[1]) / 22) ** 2 + ((i - c[2]) / 22) ** 2)
+    r, (_, _, i), c = ellipsoid_radius(SHAPE, (18, 22, 22))
     tissue = np.zeros(SHAPE, np.uint8)
     tissue[r < 1.0] = GM
     tissue[r < 0.7] = WM

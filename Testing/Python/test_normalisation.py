@@ -15,7 +15,7 @@ from allnet.preprocessing.intensity import (WM_CSF_SCALE, apply_normalisation, f
                                            tissue_reference)
 from allnet.tissue import CSF, GM, WM
 
-from helpers_synthesis import write_mni_case
+from helpers_synthesis import ellipsoid_radius, write_mni_case
 
 SHAPE = (40, 48, 48)
 
@@ -24,9 +24,7 @@ def _phantom(gm_level: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
     """A FLAIR-like phantom (arbitrary scanner units): ventricle CSF, WM with lesions, a thick
     cortical GM shell, sulcal CSF outside. Returns image, brain, tissue labels, lesion mask."""
     rng = np.random.default_rng(seed)
-    k, j, i = np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij")
-    c = [(n - 1) / 2 for n in SHAPE]
-    r = np.sqrt(((k - c[0]) / 18) ** 2 + ((j - c[1]) / 22) ** 2 + ((i - c[2]) / 22) ** 2)
+    r, (_, _, i), c = ellipsoid_radius(SHAPE, (18, 22, 22))
     tissue = np.zeros(SHAPE, np.uint8)
     tissue[r < 1.0] = CSF
     tissue[r < 0.95] = GM
