@@ -1,4 +1,4 @@
-"""``allnet-train``: prepare | train | crossval | ensemble-cv | ablation | stress | curve | audit | export | sidecar | plan.
+"""``allnet-train``: prepare | train | crossval | ensemble-cv | ablation | stress | curve | audit | export | sidecar | plan | restrict.
 
 Cases come from a case-list CSV (``--cases``, see ``data.py``) or the development data
 (``--dev-data ../shared/data``). Preprocessed tensors are cached in ``--cache``.
@@ -28,7 +28,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from allnet.model import ModelConfig  # architecture defaults come from the core
+    from allnet.model import KNOWN_MODALITIES, ModelConfig  # architecture defaults come from the core
 
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, logs, model)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs (learning-rate steps at 50/70/90 %%)")
@@ -54,6 +54,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synth-flair-lesion", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="with --synthetic-ratio: range of a synthetic FLAIR lesion's mean relative to WM "
                         "(default: the generator's, 1.3 2.4; LOW must exceed 1)")
+    p.add_argument("--t2-missing-p", type=float, default=None,
+                   help="with --synthetic-ratio: probability that a synthetic sample has no T2W "
+                        "(default: the generator's, 0.3; 1 with --t2-dropout 1 trains a T1W+FLAIR model)")
     p.add_argument("--synth-data", type=Path, default=None,
                    help="folder with lesjak2018/native scans used as extra brains for --synthetic-ratio "
                         "(default: --dev-data)")
@@ -66,6 +69,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="also blur (30 %%) or add noise to (30 %%) real crops, so noise level is no cue "
                         "(see README)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one ensemble member per seed")
+    p.add_argument("--modalities", choices=KNOWN_MODALITIES, nargs="+", default=list(ModelConfig.modalities),
+                   help="input modalities of the model, in channel order (e.g. 'flair t1': a model that "
+                        "never sees T2W; a warm start from a model with more keeps their weights)")
     p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels,
                    help="channels of the first U-Net level (doubling per level)")
     p.add_argument("--depth", type=int, default=ModelConfig.depth, help="U-Net resolution levels")
@@ -102,7 +108,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 DESCRIPTION = """Train, validate and export ALLNet models.
 
-Commands: prepare, train, crossval, ensemble-cv, ablation, stress, curve, audit, export, plan, sidecar.
+Commands: prepare, train, crossval, ensemble-cv, ablation, stress, curve, audit, export, plan, sidecar, restrict.
 Cases come from a case-list CSV (--cases) or the development data (--dev-data ../shared/data);
 preprocessed tensors are cached in --cache. Several processes or GPUs:
 torchrun --nproc_per_node N -m allnet_training.cli train ..."""
@@ -122,6 +128,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from allnet.model import KNOWN_MODALITIES
+
     parser = argparse.ArgumentParser(prog="allnet-train", description=DESCRIPTION,
                                      formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", type=Path, nargs="+", help="model files (model.pt of each seed)")
     p.add_argument("--out", type=Path, required=True, help="bundle file to write")
     p.add_argument("--meta", type=Path, default=None, help="JSON file of extra metadata")
+    p.add_argument("--modalities", choices=KNOWN_MODALITIES, nargs="+", default=None,
+                   help="keep only these input modalities, in this order (e.g. 'flair t1': the model's "
+                        "T2W input weights are removed, so it never takes a T2W)")
     p = sub.add_parser("plan", help="choose the inference plan on a finished cross-validation's held-out "
                                     "predictions and (optionally) store it in a model file")
     p.add_argument("--crossval", type=Path, required=True,
@@ -176,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "map get it from the cached cases first (so the contrast floor can be tuned)")
     p.add_argument("--cache", type=Path, default=Path(DEFAULT_CACHE),
                    help=f"folder of preprocessed tensors, with --dev-data (default {DEFAULT_CACHE})")
+    p.add_argument("--min-flair-contrast", type=float, default=None, metavar="FLOOR",
+                   help="fix the FLAIR-contrast floor at FLOOR (a rule, e.g. 0.3) and choose only the other "
+                        "plan values (default: search 0, 0.2, 0.3, 0.4)")
+    p = sub.add_parser("restrict", help="a finished cross-validation's fold models restricted to fewer input "
+                                        "modalities, scored on their held-out cases (reports, predictions, plan)")
+    p.add_argument("--crossval", type=Path, required=True, help="finished cross-validation folder (fold_*/bundle.pt)")
+    p.add_argument("--modalities", choices=KNOWN_MODALITIES, nargs="+", required=True,
+                   help="the modalities to keep, in channel order (e.g. 'flair t1')")
+    p.add_argument("--out", type=Path, required=True, help="folder for the restricted folds and their scores")
+    _add_data_args(p)
     p = sub.add_parser("ensemble-cv", help="leave-one-subject-out estimate of an ensemble whose members were "
                                            "cross-validated separately (same folds): averages their held-out "
                                            "predictions, chooses the ensemble's plan, scores every case")
@@ -215,10 +236,10 @@ def _configs(args):
     from .synthetic import SyntheticConfig
     from .trainer import TrainConfig
 
-    model = ModelConfig(base_channels=args.base_channels, depth=args.depth,
+    model = ModelConfig(modalities=tuple(args.modalities), base_channels=args.base_channels, depth=args.depth,
                         head_channels=args.head_channels, head_mlp=(args.head_channels,),
                         anaconv=not args.no_anaconv, sphere_head=not args.no_sphere_head,
-                        modality_dropout=args.t2_dropout > 0 and not args.no_augment,
+                        modality_dropout=args.t2_dropout > 0 and not args.no_augment and "t2" in args.modalities,
                         normalisation=args.normalisation, noise_target=args.noise_target)
     extra = {**(CONTRAST_AUGMENTATION if args.contrast_augment else {}),
              **(ACQUISITION_AUGMENTATION if args.acquisition_augment else {})}
@@ -238,7 +259,8 @@ def _configs(args):
 def _architecture(config) -> dict:
     """The config entries a warm start must share: all but the input preparation (noise
     harmonisation may be switched on when continuing), meta and version."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("noise_target", "meta", "version")}
+    return {k: v for k, v in config.to_dict().items()
+            if k not in ("noise_target", "meta", "version", "modalities", "modality_dropout")}
 
 
 def _precision(args) -> str:
@@ -274,6 +296,8 @@ def _synth(args, cached, bank):
     cfg = DomainSynthConfig(normalisation=args.normalisation)
     if args.gm_bright_p is not None:
         cfg = replace(cfg, flair_gm_bright_p=args.gm_bright_p)
+    if args.t2_missing_p is not None:
+        cfg = replace(cfg, t2_missing_p=args.t2_missing_p)
     if args.synth_flair_lesion is not None:
         cfg = replace(cfg, flair_lesion=tuple(args.synth_flair_lesion))
     shared = args.synth_data or args.dev_data
@@ -305,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             from .ensemble import export_bundle, state_dicts_from_model_files
 
             config, states = state_dicts_from_model_files(args.models)
+            if args.modalities:
+                from .modalities import restrict_modalities
+
+                config, states = restrict_modalities(config, states, args.modalities)
             meta = json.loads(args.meta.read_text()) if args.meta else {}
             if args.meta:  # its content is stored; where it lay on one machine is not
                 command_line = command_line.replace(shlex.quote(str(args.meta)), shlex.quote(args.meta.name))
@@ -321,7 +349,15 @@ def main(argv: list[str] | None = None) -> int:
 
                 _, cached = _load(args)
                 print(f"FLAIR-contrast maps added to {add_flair_contrast(args.crossval, cached)} held-out predictions")
-            tuned = tune_plan(args.crossval)
+            if args.min_flair_contrast is not None:
+                from allnet.contract import RunSettings, SettingError
+
+                try:  # the range of the run setting, defined once
+                    RunSettings(min_flair_contrast=args.min_flair_contrast).validate()
+                except SettingError as exc:
+                    parser.error(f"--min-flair-contrast: {exc}")
+            fixed = None if args.min_flair_contrast is None else (args.min_flair_contrast,)
+            tuned = tune_plan(args.crossval, flair_contrasts=fixed)
             if tuned is None:
                 print(f"allnet-train: error: {args.crossval}: no held-out predictions (fold_*/oof/*.npz); "
                       "run allnet-train crossval first", file=sys.stderr)
@@ -341,6 +377,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.model:
                 set_inference_plan(args.model, tuned["plan"])
                 print(f"stored in {args.model}")
+            return 0
+        if args.command == "restrict":
+            from .modalities import restrict_crossval
+
+            _, cached = _load(args)
+            tuned = restrict_crossval(args.crossval, args.out, cached, args.modalities)
+            print((args.out / "crossval.md").read_text())
+            if tuned:
+                print(f"plan {tuned['plan']} chosen on {len(tuned['cases'])} held-out cases: mean DSC "
+                      f"{tuned['chosen']['mean_dsc']:.3f}, L-F1 {tuned['chosen']['mean_lf1']:.3f}")
             return 0
         if args.command == "ensemble-cv":
             from .ensemble_cv import combine_crossvals
@@ -423,10 +469,12 @@ def _run(args, command_line: str, distributed: bool) -> int:
         if args.init_from is not None:
             from allnet.model import load_model_file
 
+            from .modalities import warm_start_states
+
             start = load_model_file(args.init_from)
             if _architecture(start.config) != _architecture(model_cfg):
                 raise ValueError(f"{args.init_from}: its architecture differs from the one asked for")
-            init_states = [m.state_dict() for m in start.members]
+            init_states = warm_start_states(start, model_cfg, args.init_from)
             extra["warm_start"] = {"model": args.init_from.name, "members": len(init_states)}
         if synth is not None:
             extra["synthetic_brains"] = [b.brain_id for b in synth.brains]

@@ -35,6 +35,7 @@ from allnet.synthesis import LesionShapeBank
 from .cache import MODALITIES, CachedCase, with_normalisation
 from .domain_synth import DomainSynth
 from .ensemble import export_bundle, train_ensemble
+from .modalities import warm_start_states
 from .patches import CropSampler, SamplerConfig
 from .plan_tuning import CONTRAST_KEY, OOF_DIR, save_oof, tune_plan, write_oof
 from .trainer import TrainConfig
@@ -176,7 +177,7 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
     init_states = None
     if init_from is not None:
         start = load_model_file(Path(init_from) / f"fold_{subject}" / "bundle.pt")
-        init_states = [m.state_dict() for m in start.members]
+        init_states = warm_start_states(start, model_config, Path(init_from) / f"fold_{subject}" / "bundle.pt")
         meta["warm_start"] = str(Path(init_from) / f"fold_{subject}" / "bundle.pt")
     t0 = time.perf_counter()
     results = train_ensemble(model_config, train_cfg, sampler, fold_dir, seeds, resume=resume,
@@ -184,6 +185,15 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
     train_seconds = time.perf_counter() - t0
     bundle_path = export_bundle(fold_dir / "bundle.pt", model_config, [r.state_dict for r in results],
                                 {**meta, "seeds": list(seeds)})
+    return evaluate_fold(subject, bundle_path, train_cases, test_cases, train_seconds, device=device, log=log)
+
+
+def evaluate_fold(subject: str, bundle_path: Path, train_cases: list[CachedCase], test_cases: list[CachedCase],
+                  train_seconds: float = 0.0, *, device: str = "cpu", log=print) -> FoldResult:
+    """Score the fold model ``bundle_path`` on its held-out ``test_cases`` (model at 0.5, at the
+    probability threshold chosen on ``train_cases``, FLAIR-threshold baseline), store the
+    out-of-fold predictions next to it and write ``fold.json`` there."""
+    fold_dir = Path(bundle_path).parent
     bundle = load_model_file(bundle_path)
     t0 = time.perf_counter()
     predictions = [predict_cached(bundle, c, device=device) for c in test_cases]

@@ -147,22 +147,26 @@ def _bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
     return tuple(out)
 
 
-def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict | None:
+def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN,
+              flair_contrasts: tuple[float, ...] | None = None) -> dict | None:
     """Choose threshold, lesion-score threshold, FLAIR-contrast floor and minimum lesion size
     on the stored out-of-fold predictions; writes ``plan.json`` in ``out_dir`` (grid of values,
     scores, the choice) and returns it. Ties go to the smaller size, score and contrast floors
     and the threshold nearest 0.5; plans within OBJECTIVE_TOLERANCE of the best objective
     count as ties. The score and contrast floors are searched only when every case carries
     its map. ``nested``: the same choice made without each fold in turn and scored on it (an
-    estimate free of choosing the plan on the cases it is scored on). None when no
-    predictions are stored."""
+    estimate free of choosing the plan on the cases it is scored on). ``flair_contrasts``:
+    the FLAIR-contrast floors to search (default FLAIR_CONTRASTS; one value fixes the floor as
+    a rule). None when no predictions are stored."""
     cases = load_oof(Path(out_dir))
     if not cases:
         return None
     has_scores = all("sphere" in a for a in cases.values())
     has_contrast = all(CONTRAST_KEY in a for a in cases.values())
+    searched = tuple(flair_contrasts or FLAIR_CONTRASTS) if has_contrast else (0.0,)
+    # floor 0 is always scored: the default plan is reported next to the choice
     floors = [(score_threshold, contrast) for score_threshold in (SCORE_THRESHOLDS if has_scores else (0.0,))
-              for contrast in (FLAIR_CONTRASTS if has_contrast else (0.0,))]
+              for contrast in sorted(set(searched) | {0.0})]
     # per case and plan (threshold, score floor, contrast floor, size) its (DSC, L-F1); the floors
     # only remove whole components, so each case is labelled once per threshold and size
     per_case: dict[str, dict[tuple, tuple[float, float]]] = {}
@@ -173,7 +177,7 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
                 for floor, scores in zip(floors, _floor_scores(arrays, plan, floors)):
                     per_case.setdefault(case, {})[(threshold, *floor, min_mm3)] = scores
     grid = _grid(per_case, list(cases))
-    best = _choose(grid)
+    best = _choose(grid, searched)
     chosen = dataclasses.replace(base, threshold=best["threshold"], min_lesion_mm3=best["min_lesion_mm3"],
                                  lesion_score_threshold=best["lesion_score_threshold"],
                                  min_flair_contrast=best["min_flair_contrast"])
@@ -182,8 +186,9 @@ def tune_plan(out_dir: str | Path, base: InferencePlan = DEFAULT_PLAN) -> dict |
     result = {"plan": {k: v for k, v in chosen.to_dict().items() if k not in MODEL_INPUT_KEYS},
               "cases": sorted(cases), "objective": "mean of DSC and lesion-wise F1 over held-out cases",
               "tie_tolerance": OBJECTIVE_TOLERANCE, "best_objective": max(g["objective"] for g in grid),
+              "flair_contrasts_searched": sorted(searched),
               "chosen": best, "default": default,
-              "nested": _nested(per_case, oof_folds(Path(out_dir))), "grid": grid}
+              "nested": _nested(per_case, oof_folds(Path(out_dir)), searched), "grid": grid}
     write_json_atomic(Path(out_dir) / PLAN_FILE, result)
     return result
 
@@ -201,17 +206,21 @@ def _grid(per_case: dict[str, dict[tuple, tuple[float, float]]], cases: list[str
     return grid
 
 
-def _choose(grid: list[dict]) -> dict:
-    """The plan row chosen: among those within OBJECTIVE_TOLERANCE of the best objective,
-    the smallest size, score and contrast floors, then the objective, then the threshold
+def _choose(grid: list[dict], contrasts: tuple[float, ...] | None = None) -> dict:
+    """The plan row chosen among those whose FLAIR-contrast floor is one of ``contrasts``
+    (default: any): among those within OBJECTIVE_TOLERANCE of the best objective, the
+    smallest size, score and contrast floors, then the objective, then the threshold
     nearest 0.5."""
+    if contrasts is not None:
+        grid = [g for g in grid if g["min_flair_contrast"] in contrasts]
     top = max(g["objective"] for g in grid)
     near = [g for g in grid if g["objective"] >= top - OBJECTIVE_TOLERANCE]
     return max(near, key=lambda g: (-g["min_lesion_mm3"], -g["lesion_score_threshold"], -g["min_flair_contrast"],
                                     round(g["objective"], 9), -abs(g["threshold"] - 0.5)))
 
 
-def _nested(per_case: dict[str, dict[tuple, tuple[float, float]]], folds: dict[str, str]) -> dict | None:
+def _nested(per_case: dict[str, dict[tuple, tuple[float, float]]], folds: dict[str, str],
+            contrasts: tuple[float, ...] | None = None) -> dict | None:
     """How the plan choice itself generalises: for each fold, the plan chosen (same grid and
     rule) on the other folds' cases only, scored on that fold's cases. None with one fold."""
     if len(set(folds.values())) < 2:
@@ -219,7 +228,7 @@ def _nested(per_case: dict[str, dict[tuple, tuple[float, float]]], folds: dict[s
     rows = []
     for fold in sorted(set(folds.values())):
         held = [c for c in per_case if folds[c] == fold]
-        best = _choose(_grid(per_case, [c for c in per_case if folds[c] != fold]))
+        best = _choose(_grid(per_case, [c for c in per_case if folds[c] != fold]), contrasts)
         key = tuple(best[f] for f in _PLAN_FIELDS)
         rows += [{"case": c, "fold": fold, "plan": dict(zip(_PLAN_FIELDS, key)),
                   "dsc": per_case[c][key][0], "lf1": per_case[c][key][1]} for c in held]

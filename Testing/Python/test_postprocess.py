@@ -264,6 +264,12 @@ def test_the_nested_estimate_chooses_each_folds_plan_without_that_fold(tmp_path)
     assert nested["case_a"]["plan"]["min_flair_contrast"] == 0.0 and nested["case_a"]["lf1"] < 1.0
     assert nested["case_b"]["plan"]["min_flair_contrast"] > 0 and nested["case_b"]["lf1"] == pytest.approx(1.0)
     assert tuned["nested"]["mean_lf1"] < tuned["chosen"]["mean_lf1"]
+    # the floor fixed as a rule: every fold's plan keeps it, and the default plan is still reported
+    fixed = tune_plan(tmp_path, flair_contrasts=(0.3,))
+    assert fixed["flair_contrasts_searched"] == [0.3] and fixed["plan"]["min_flair_contrast"] == 0.3
+    assert {row["plan"]["min_flair_contrast"] for row in fixed["nested"]["cases"]} == {0.3}
+    assert fixed["nested"]["mean_lf1"] == pytest.approx(1.0)
+    assert fixed["default"]["min_flair_contrast"] == 0.0 and fixed["default"]["mean_lf1"] < 1.0
 
 
 def test_lesion_score_roc_and_the_plan_command_store_the_plan_in_a_model(tmp_path, capsys) -> None:
