@@ -158,14 +158,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .model import bundled_model_path
+    from .errors import ModelError
+    from .io import ROLES
+    from .model import bundled_model_path, load_model_file
 
     bundled = bundled_model_path()
+    try:
+        reads = (", ".join(ROLES[m] for m in load_model_file(bundled).config.modalities)
+                 if bundled else "-")
+    except ModelError as exc:
+        reads = f"unreadable ({exc})"
     info = {
         "allnet": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "bundled_model": str(bundled) if bundled else "none (no trained model is bundled)",
+        "model_reads": reads,
     }
     for key, value in info.items():
         print(f"{key:>15}: {value}")

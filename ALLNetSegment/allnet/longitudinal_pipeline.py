@@ -22,7 +22,7 @@ import hashlib
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from .inference import predict
 from .io import atomic_output_dir, read_image
 from .lesions import Lesion, lesion_table
 from .outputs import check_output_location
-from .pipeline import ImageInput, load_models, model_plan
+from .pipeline import ImageInput, drop_unused_inputs, load_models, model_plan, unused_input_warnings
 from .plan import resolve_plan
 from .postprocess import postprocess
 from .preprocessing import registration
@@ -131,6 +131,16 @@ def _read_visit(visit: str, flair: ImageInput, t1: ImageInput | None, t2: ImageI
     return VisitImages(flair=images["flair"], t1=images["t1"], t2=images["t2"], names=names)
 
 
+def _without_unused(bundle, visit: VisitImages) -> tuple[VisitImages, dict[str, str]]:
+    """The visit without a T2W the model does not take, and {role: file} of what was left out."""
+    images = {role: getattr(visit, role) for role in ("flair", "t1", "t2") if getattr(visit, role) is not None}
+    names = dict(visit.names)
+    unused = drop_unused_inputs(bundle, images, names)
+    if not unused:
+        return visit, {}
+    return replace(visit, t2=images.get("t2"), names=names), unused
+
+
 # ----------------------------------------------------------------- the run
 def _to_followup(array: np.ndarray, case: PairCase, interpolator: int, pixel_type: int) -> sitk.Image:
     """A working-grid KJI array on the follow-up FLAIR's grid (one interpolation; both visits
@@ -174,6 +184,11 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
     progress.stage("reading inputs", message="reading and checking both visits")
     visits = {"baseline": _read_visit("baseline", baseline_flair, baseline_t1, baseline_t2),
               "followup": _read_visit("followup", followup_flair, followup_t1, followup_t2)}
+    not_used = {}
+    for visit in VISITS:
+        visits[visit], unused = _without_unused(bundle, visits[visit])
+        if unused:
+            not_used[visit] = unused
     _check_images_differ(visits["baseline"].flair, visits["followup"].flair,
                          (visits["baseline"].names.get("flair", "baseline FLAIR"),
                           visits["followup"].names.get("flair", "follow-up FLAIR")))
@@ -223,7 +238,7 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
 
     images = {"change_labels": _image(result.class_map, reference),
               "new_enlarged": _image(result.new_enlarged, reference)}
-    summary = _summary(settings, model_paths, bundle, resolved, visits, case, changes, voxel_mm3,
+    summary = _summary(settings, model_paths, bundle, resolved, visits, not_used, case, changes, voxel_mm3,
                        sitk.GetArrayViewFromImage(labels["baseline"]),
                        sitk.GetArrayViewFromImage(labels["followup"]), result.new_enlarged)
     outcome = LongitudinalResult(change_labels=images["change_labels"], new_enlarged=images["new_enlarged"],
@@ -278,7 +293,7 @@ def _places(changes: list[change_rules.LesionChange], reference: sitk.Image,
 
 
 def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, visits: dict,
-             case: PairCase, changes: list, voxel_mm3: float, baseline_ids: np.ndarray,
+             not_used: dict[str, dict[str, str]], case: PairCase, changes: list, voxel_mm3: float, baseline_ids: np.ndarray,
              followup_ids: np.ndarray, new_enlarged: np.ndarray) -> dict:
     """summary.json content (timings and the output list are added when known)."""
     from .pipeline import model_meta
@@ -288,6 +303,7 @@ def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, vi
         "mode": "longitudinal",
         "model": {"files": model_paths, "members": len(bundle.members), **model_meta(bundle)},
         "inputs": {visit: visits[visit].names for visit in VISITS},
+        **({"inputs_not_used": not_used} if not_used else {}),
         "modalities_present": case.modalities_present,
         "t1_source": case.t1_source,
         "settings": asdict(settings) | {"model": model_paths},
@@ -304,14 +320,20 @@ def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, vi
                    "new_enlarged_volume_ml": float(np.count_nonzero(new_enlarged)) * voxel_mm3 / 1000.0},
         "qc": case.qc,
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
-        "warnings": case.warnings + input_warnings(case.modalities_present),
+        "warnings": case.warnings + [f"{VISIT_NAMES[visit]} visit: {text}" for visit, unused in not_used.items()
+                                     for text in unused_input_warnings(bundle, unused)]
+                    + input_warnings(case.modalities_present, bundle.config.modalities),
         "coordinate_system": "outputs on the follow-up FLAIR grid; centroids in RAS mm of its physical space",
     }
 
 
-def input_warnings(modalities_present: dict[str, list[str]]) -> list[str]:
-    """Warnings about the inputs of the two visits: a T2W at one visit only (the visits are then
-    segmented from different inputs, which can look like change), or at neither."""
+def input_warnings(modalities_present: dict[str, list[str]],
+                   model_modalities: tuple[str, ...] = ("flair", "t1", "t2")) -> list[str]:
+    """Warnings about the inputs of the two visits, for a model of ``model_modalities``: a T2W
+    at one visit only (the visits are then segmented from different inputs, which can look
+    like change), or at neither. None for a model that takes no T2W."""
+    if "t2" not in model_modalities:
+        return []
     with_t2 = [visit for visit in VISITS if "t2" in modalities_present[visit]]
     if len(with_t2) == 1:
         return [f"T2W given for the {VISIT_NAMES[with_t2[0]]} visit only: the visits were segmented "

@@ -22,7 +22,7 @@ from .contract import REPORT_FILE, SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSet
 from .errors import ModelError
 from .grid import array_to_working_image
 from .inference import predict
-from .io import atomic_output_dir, read_image
+from .io import ROLES, atomic_output_dir, read_image
 from .lesions import Lesion, lesion_table, lesion_totals
 from .model import ModelBundle, bundled_model_path, load_model_file
 from .plan import MODEL_INPUT_KEYS, PLAN_META_KEY, InferencePlan, ResolvedPlan, resolve_plan
@@ -128,6 +128,24 @@ def _read_inputs(t1: ImageInput, flair: ImageInput, t2: ImageInput | None
     return images, names
 
 
+def drop_unused_inputs(bundle: ModelBundle, images: dict, names: dict[str, str]) -> dict[str, str]:
+    """Remove from ``images``/``names`` (role -> image, role -> file) a T2W the model does not
+    take (a FLAIR + T1W model); returns {role: file} of what was removed. FLAIR and T1W are
+    always kept: preprocessing and the anatomy channels need them whatever the model reads."""
+    unused = {}
+    for role in [r for r in images if r not in ("flair", "t1") and r not in bundle.config.modalities]:
+        del images[role]
+        unused[role] = names.pop(role)
+    return unused
+
+
+def unused_input_warnings(bundle: ModelBundle, unused: dict[str, str]) -> list[str]:
+    """The warning for each given image the model does not take."""
+    uses = " and ".join(ROLES[m] for m in bundle.config.modalities)
+    return [f"{ROLES[role]} given ({name}) but not used: this model takes {uses} only "
+            "(see its model card)" for role, name in unused.items()]
+
+
 def _to_native(array: np.ndarray, case: PreprocessedCase, interpolator: int,
                pixel_type: int) -> sitk.Image:
     """Resample a working-grid KJI array onto the input FLAIR's grid (one interpolation)."""
@@ -157,7 +175,9 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     resolved = resolve_plan(model_plan(bundle), settings)
     progress.stage("reading inputs", message="reading and checking images")
     images, names = _read_inputs(t1, flair, t2)
-    if "t2" not in images:
+    unused = drop_unused_inputs(bundle, images, names)
+    warnings += unused_input_warnings(bundle, unused)
+    if "t2" not in images and "t2" in bundle.config.modalities:
         warnings.append("T2W not given: segmented from T1W and FLAIR only (T2W channel set to zero)")
 
     case = preprocess(images["t1"], images["flair"], images.get("t2"),
@@ -207,6 +227,8 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
 
     summary = _summary(settings, bundle, model_paths, names, case, prediction, resolved,
                        found, totals, warnings)
+    if unused:
+        summary["inputs_not_used"] = unused
     result = SegmentationResult(mask=mask, labels=found.labels, probability=probability,
                                 zones=zones, lesions=lesions, totals=totals, summary=summary)
     if output_dir is not None:

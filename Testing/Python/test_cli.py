@@ -106,3 +106,18 @@ def test_json_progress_and_result_lines_on_the_mni_grid(tmp_path, model_file) ->
     assert len(results) == 1
     summary = json.loads(Path(results[0]["summary"]).read_text())
     assert summary["modalities_present"] == ["t1", "flair"]
+
+
+def test_info_names_the_images_the_bundled_model_reads(capsys) -> None:
+    from allnet.io import ROLES
+    from allnet.model import bundled_model_path, load_model_file
+
+    assert cli.main(["info"]) == 0
+    text = capsys.readouterr().out
+    bundled = bundled_model_path()
+    line = next(line for line in text.splitlines() if "model_reads" in line)
+    if bundled is None:
+        assert line.endswith("-")
+    else:
+        expected = ", ".join(ROLES[m] for m in load_model_file(bundled).config.modalities)
+        assert line.split(": ", 1)[1] == expected and "FLAIR" in expected
