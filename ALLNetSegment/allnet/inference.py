@@ -281,6 +281,7 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
             *, device: str = "auto", ensemble: str = "full", tta: bool = False,
             threshold: float = 0.5, patch_size: Sequence[int] | None = None,
             modalities_present: Sequence[str] | None = None,
+            average_without: Sequence[str] = (),
             progress: Progress | None = None,
             progress_span: tuple[float, float] = (0.0, 1.0)) -> Prediction:
     """Lesion probability and mask for one case on the working grid.
@@ -289,8 +290,12 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
     left-right (I axis) mirrored pass per member. ``patch_size`` (K, J, I voxels) forces
     sliding windows of that size; by default the brain crop runs in one pass when memory
     allows. ``modalities_present``: names of the modalities given (others are zeroed; a
-    warning when the model was not trained with modality dropout). Progress goes to
-    ``progress.update`` per member/flip/window, mapped into ``progress_span`` of the run.
+    warning when the model was not trained with modality dropout). ``average_without``
+    (``ModelConfig.average_without``): modalities that a second pass per member leaves out
+    (zeroed); its lesion probability is averaged with the full pass's before the member votes
+    (the lesion score comes from the full pass); no second pass when they are not given.
+    Progress goes to ``progress.update`` per member/pass/window, mapped into
+    ``progress_span`` of the run.
     Repeated calls on the same device give bit-identical results.
     """
     start = time.perf_counter()
@@ -304,6 +309,11 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
     images = _modalities(bundle, images, modalities_present)
     dev = resolve_device(device)
     cfg = bundle.config
+    unknown = [m for m in average_without if m not in cfg.modalities]
+    if unknown:
+        raise InputError("average_without", f"{unknown} are not inputs of this model (it uses {list(cfg.modalities)})")
+    left_out = [cfg.modalities.index(m) for m in average_without
+                if modalities_present is None or m in modalities_present]
     members = bundle.members if ensemble == "full" else bundle.members[:1]
     flips = (False, True) if tta else (False,)
 
@@ -316,7 +326,8 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
     patch = choose_patch(members[0], crop_shape, dev, patch_size)
     whole = tuple(patch) == tuple(crop_shape)
     n_windows = 1 if whole else int(np.prod([len(window_starts(n, p)) for n, p in zip(crop_shape, patch)]))
-    total_steps = len(members) * len(flips) * n_windows
+    n_passes = len(flips) * (2 if left_out else 1)
+    total_steps = len(members) * n_passes * n_windows
     done = [0]
 
     def on_window(member: int, flip: int) -> None:
@@ -325,7 +336,8 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
             lo, hi = progress_span
             progress.update(lo + (hi - lo) * done[0] / total_steps,
                             f"member {member + 1}/{len(members)}"
-                            + (f", flip {flip + 1}/{len(flips)}" if tta else "")
+                            + (f", pass {flip + 1}/{n_passes}" if left_out else
+                               f", flip {flip + 1}/{len(flips)}" if tta else "")
                             + ("" if whole else f", window {(done[0] - 1) % n_windows + 1}/{n_windows}"))
 
     prob_sum = np.zeros(crop_shape, dtype=np.float32)
@@ -349,6 +361,19 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
                 member_sum = member_sum + torch.sigmoid(logits.float())
             member_probs = (member_sum / len(flips)).cpu().numpy()
             member_prob = member_probs[0]
+            if left_out:  # the same member without those modalities, lesion head only
+                reduced_sum: torch.Tensor | float = 0.0
+                for f, flip in enumerate(flips):
+                    x = img_t.clone()
+                    x[:, left_out] = 0.0
+                    x = torch.flip(x, dims=(4,)) if flip else x
+                    a = torch.flip(ana_t, dims=(4,)) if flip else ana_t
+                    logits = _run_windows(net, x, a, patch, weight,
+                                          lambda: on_window(index, len(flips) + f), sphere=False)
+                    if flip:
+                        logits = torch.flip(logits, dims=(3,))
+                    reduced_sum = reduced_sum + torch.sigmoid(logits.float())
+                member_prob = (member_prob + (reduced_sum / len(flips)).cpu().numpy()[0]) / 2
             prob_sum += member_prob
             if sphere_sum is not None and member_probs.shape[0] > 1:
                 sphere_sum += member_probs[1]

@@ -211,7 +211,8 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
         predictions[visit] = predict(bundle, stack, anatomy.channels, case.brain_mask,
                                      device=settings.device, ensemble=settings.ensemble,
                                      tta=settings.tta, threshold=resolved.plan.threshold,
-                                     modalities_present=case.modalities_present[visit])
+                                     modalities_present=case.modalities_present[visit],
+                                     average_without=resolved.plan.average_without)
 
     progress.stage("lesion analysis", message="lesions of both visits on the follow-up grid; change rules")
     labels = {}

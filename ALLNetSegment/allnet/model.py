@@ -43,7 +43,10 @@ class ModelConfig:
     levels (depth 4 = three 2x poolings, so inputs are padded to a multiple of 8 voxels).
     ``head_mlp`` are the hidden widths of the 1x1x1-conv MLP that ends each head.
     ``modality_dropout`` records that training randomly zeroed whole modalities, so the
-    model may be run with a missing modality (zeros in its channel).
+    model may be run with a missing modality (zeros in its channel). ``average_without``:
+    modalities that a second pass of every member leaves out (zeroed), its probability
+    averaged with the full pass's before the member votes (test-time averaging over the
+    model's own modality dropout; skipped when those modalities are not given).
     """
 
     modalities: tuple[str, ...] = KNOWN_MODALITIES
@@ -61,11 +64,13 @@ class ModelConfig:
     grid: str = "mni152_1mm"
     normalisation: str = "robust-zscore"
     noise_target: float = 0.0  # allnet.plan: noisier inputs are smoothed to this noise level
+    average_without: tuple[str, ...] = ()
     version: str = "0.1.0"
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
+        self.average_without = tuple(self.average_without)
         self.head_mlp = tuple(int(w) for w in self.head_mlp)
         self.validate()
 
@@ -76,6 +81,11 @@ class ModelConfig:
         unknown = [m for m in self.modalities if m not in KNOWN_MODALITIES]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; known: {KNOWN_MODALITIES}")
+        left_out = [m for m in self.average_without if m not in self.modalities]
+        if left_out or len(set(self.average_without)) != len(self.average_without) \
+                or len(self.average_without) >= len(self.modalities):
+            raise ValueError(f"average_without must name some, not all, of the model's modalities "
+                             f"{list(self.modalities)} once each, got {list(self.average_without)}")
         for name in ("n_anatomy", "base_channels", "depth", "max_channels", "head_channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -112,6 +122,7 @@ class ModelConfig:
         """Plain-Python form (lists instead of tuples) for model files and JSON."""
         out = asdict(self)
         out["modalities"] = list(self.modalities)
+        out["average_without"] = list(self.average_without)
         out["head_mlp"] = list(self.head_mlp)
         return out
 

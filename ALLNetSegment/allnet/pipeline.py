@@ -201,7 +201,8 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
                              ensemble=settings.ensemble, tta=settings.tta,
                              threshold=resolved.plan.threshold, progress=progress,
                              progress_span=stage_span("network"),
-                             modalities_present=case.modalities_present)
+                             modalities_present=case.modalities_present,
+                             average_without=resolved.plan.average_without)
     warnings += [str(w.message) for w in caught]  # e.g. a modality missing for a model not trained so
 
     progress.stage("lesion analysis", message="resampling to the FLAIR grid and measuring lesions")

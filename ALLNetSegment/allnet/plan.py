@@ -34,7 +34,7 @@ NORMALISATION_WM_CSF_CALIBRATED = "wm-csf-calibrated"
 SUPPORTED_GRIDS = (GRID_MNI152_1MM,)
 # The plan entries that describe the model's inputs: they come from the model's config,
 # never from tuning or run settings.
-MODEL_INPUT_KEYS = ("grid", "normalisation", "noise_target")
+MODEL_INPUT_KEYS = ("grid", "normalisation", "noise_target", "average_without")
 # Upper bound of a noise target (normalised units): far above any scan measured here
 # (0.06-0.31), so a larger value can only be a mistake.
 MAX_NOISE_TARGET = 1.0
@@ -73,7 +73,8 @@ class InferencePlan:
     FLAIR-hyperintense by definition, ``allnet.preprocessing.intensity.flair_contrast``);
     ``grid``/``normalisation``/``noise_target``: what the model's inputs must be (the last:
     voxel-scale noise, normalised units, that noisier scans are smoothed down to; 0 = off,
-    ``allnet.preprocessing.noise``)."""
+    ``allnet.preprocessing.noise``); ``average_without``: the modalities a second pass of each
+    member leaves out, averaged with the full pass (``allnet.model.ModelConfig``)."""
 
     threshold: float = 0.5
     connectivity: int = 26
@@ -85,8 +86,10 @@ class InferencePlan:
     grid: str = GRID_MNI152_1MM
     normalisation: str = NORMALISATION_ROBUST_ZSCORE
     noise_target: float = 0.0
+    average_without: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "average_without", tuple(self.average_without))
         overrides = {k: getattr(self, k) for k in POSTPROCESSING_KEYS}
         RunSettings(**overrides).validate()  # same ranges as the run settings
         if self.grid not in SUPPORTED_GRIDS:
@@ -95,9 +98,11 @@ class InferencePlan:
             raise SettingError("normalisation", f"must be one of {SUPPORTED_NORMALISATIONS}, "
                                                 f"got {self.normalisation!r}")
         check_noise_target(self.noise_target)
+        if not all(isinstance(m, str) for m in self.average_without):
+            raise SettingError("average_without", f"must be modality names, got {self.average_without!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"average_without": list(self.average_without)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> InferencePlan:

@@ -24,6 +24,7 @@ from . import __version__
 from . import report_figures as figures
 from .atomic import atomic_file
 from .contract import DIS_AREAS, DIS_LABEL, REPORT_FILE, SUMMARY_OUTPUTS_KEY
+from .io import ROLES
 from .lesions import Lesion
 
 MAX_TABLE_ROWS = 200  # longer tables are cut (lesions.csv has every row)
@@ -160,6 +161,11 @@ def _decisions_paragraph(summary: dict) -> str:
             f"({plan.get('lesions_dropped_by_score', 0)} dropped); FLAIR-contrast floor "
             f"{_fmt(plan.get('min_flair_contrast'), 2)} of the WM-CSF contrast above white matter "
             f"({plan.get('lesions_dropped_by_contrast', 0)} dropped).")
+    averaged = [m for m in plan.get("average_without") or [] if m in (summary.get("modalities_present") or [])]
+    if averaged:
+        names = " and ".join(ROLES.get(m, m) for m in averaged)
+        text += (f" Each model's probability is the mean of a pass with all images and a pass without the "
+                 f"{names}, as the model's plan says.")
     return f'<p class="note">{html.escape(text)}</p>'
 
 

@@ -1,4 +1,4 @@
-"""``allnet-train``: prepare | train | crossval | ensemble-cv | ablation | stress | curve | audit | export | sidecar | plan | restrict.
+"""``allnet-train``: prepare | train | crossval | ensemble-cv | ablation | stress | curve | audit | export | sidecar | plan | rescore.
 
 Cases come from a case-list CSV (``--cases``, see ``data.py``) or the development data
 (``--dev-data ../shared/data``). Preprocessed tensors are cached in ``--cache``.
@@ -108,7 +108,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 DESCRIPTION = """Train, validate and export ALLNet models.
 
-Commands: prepare, train, crossval, ensemble-cv, ablation, stress, curve, audit, export, plan, sidecar, restrict.
+Commands: prepare, train, crossval, ensemble-cv, ablation, stress, curve, audit, export, plan, sidecar, rescore.
 Cases come from a case-list CSV (--cases) or the development data (--dev-data ../shared/data);
 preprocessed tensors are cached in --cache. Several processes or GPUs:
 torchrun --nproc_per_node N -m allnet_training.cli train ..."""
@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modalities", choices=KNOWN_MODALITIES, nargs="+", default=None,
                    help="keep only these input modalities, in this order (e.g. 'flair t1': the model's "
                         "T2W input weights are removed, so it never takes a T2W)")
+    p.add_argument("--average-without", choices=KNOWN_MODALITIES, nargs="*", default=None,
+                   help="store that each member also runs with these modalities zeroed, the two "
+                        "probabilities averaged (e.g. 't2'; none given: off; default: as the models)")
     p = sub.add_parser("plan", help="choose the inference plan on a finished cross-validation's held-out "
                                     "predictions and (optionally) store it in a model file")
     p.add_argument("--crossval", type=Path, required=True,
@@ -190,12 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-flair-contrast", type=float, default=None, metavar="FLOOR",
                    help="fix the FLAIR-contrast floor at FLOOR (a rule, e.g. 0.3) and choose only the other "
                         "plan values (default: search 0, 0.2, 0.3, 0.4)")
-    p = sub.add_parser("restrict", help="a finished cross-validation's fold models restricted to fewer input "
-                                        "modalities, scored on their held-out cases (reports, predictions, plan)")
+    p = sub.add_parser("rescore", help="a finished cross-validation's fold models changed at inference (fewer input "
+                                       "modalities, averaged passes without some), scored on their held-out cases")
     p.add_argument("--crossval", type=Path, required=True, help="finished cross-validation folder (fold_*/bundle.pt)")
-    p.add_argument("--modalities", choices=KNOWN_MODALITIES, nargs="+", required=True,
-                   help="the modalities to keep, in channel order (e.g. 'flair t1')")
-    p.add_argument("--out", type=Path, required=True, help="folder for the restricted folds and their scores")
+    p.add_argument("--modalities", choices=KNOWN_MODALITIES, nargs="+", default=None,
+                   help="keep only these input modalities, in channel order (e.g. 'flair t1'; default: all)")
+    p.add_argument("--average-without", choices=KNOWN_MODALITIES, nargs="*", default=None,
+                   help="each member also runs with these modalities zeroed, the two probabilities averaged "
+                        "(e.g. 't2'; none given: switch it off; default: as the fold models)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the changed folds and their scores")
     _add_data_args(p)
     p = sub.add_parser("ensemble-cv", help="leave-one-subject-out estimate of an ensemble whose members were "
                                            "cross-validated separately (same folds): averages their held-out "
@@ -260,7 +266,7 @@ def _architecture(config) -> dict:
     """The config entries a warm start must share: all but the input preparation (noise
     harmonisation may be switched on when continuing), meta and version."""
     return {k: v for k, v in config.to_dict().items()
-            if k not in ("noise_target", "meta", "version", "modalities", "modality_dropout")}
+            if k not in ("noise_target", "meta", "version", "modalities", "modality_dropout", "average_without")}
 
 
 def _precision(args) -> str:
@@ -329,10 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             from .ensemble import export_bundle, state_dicts_from_model_files
 
             config, states = state_dicts_from_model_files(args.models)
-            if args.modalities:
-                from .modalities import restrict_modalities
+            from .rescore import changed_model
 
-                config, states = restrict_modalities(config, states, args.modalities)
+            config, states = changed_model(config, states, args.modalities, args.average_without)
             meta = json.loads(args.meta.read_text()) if args.meta else {}
             if args.meta:  # its content is stored; where it lay on one machine is not
                 command_line = command_line.replace(shlex.quote(str(args.meta)), shlex.quote(args.meta.name))
@@ -378,11 +383,12 @@ def main(argv: list[str] | None = None) -> int:
                 set_inference_plan(args.model, tuned["plan"])
                 print(f"stored in {args.model}")
             return 0
-        if args.command == "restrict":
-            from .modalities import restrict_crossval
+        if args.command == "rescore":
+            from .rescore import rescore_crossval
 
             _, cached = _load(args)
-            tuned = restrict_crossval(args.crossval, args.out, cached, args.modalities)
+            tuned = rescore_crossval(args.crossval, args.out, cached, modalities=args.modalities,
+                                     average_without=args.average_without)
             print((args.out / "crossval.md").read_text())
             if tuned:
                 print(f"plan {tuned['plan']} chosen on {len(tuned['cases'])} held-out cases: mean DSC "

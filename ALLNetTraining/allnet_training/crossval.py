@@ -74,7 +74,8 @@ def predict_cached(bundle: ModelBundle, case: CachedCase, *, device: str = "cpu"
     images = case.images[order].astype(np.float32)
     present = [m for m in bundle.config.modalities if m in case.present]
     return predict(bundle, images, case.anatomy.astype(np.float32), case.brain, device=device,
-                   ensemble=ensemble, modalities_present=present, threshold=threshold, tta=tta)
+                   ensemble=ensemble, modalities_present=present, threshold=threshold, tta=tta,
+                   average_without=bundle.config.average_without)
 
 
 def model_flair_contrast(config: ModelConfig, case: CachedCase) -> np.ndarray | None:

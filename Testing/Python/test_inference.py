@@ -303,3 +303,28 @@ def test_cpu_precision_follows_the_processor_and_stays_close_to_float32(monkeypa
     fp32 = predict(bundle, images, anatomy, mask, device="cpu")
     assert fp32.precision == "fp32"
     assert np.abs(chosen.probability - fp32.probability).max() < 0.03
+
+
+def test_average_without_t2_averages_a_pass_with_the_t2w_zeroed():
+    """``average_without=('t2',)``: each member's probability is the mean of the full pass and
+    a pass with the T2W channel zeroed, and the member votes on that mean; without a T2W the
+    second pass would repeat the first and is skipped."""
+    images, anatomy, mask = case()
+    flair, t2 = (tiny_config().modalities.index(m) for m in ("flair", "t2"))
+    bundle = fn_bundle(lambda x, a: 3 * x[:, flair:flair + 1] + 3 * x[:, t2:t2 + 1],
+                       config=tiny_config(modality_dropout=True))
+    inside = mask > 0
+    full = 1 / (1 + np.exp(-(3 * images[flair] + 3 * images[t2])))
+    reduced = 1 / (1 + np.exp(-3 * images[flair]))
+    pred = predict(bundle, images, anatomy, mask, device="cpu", average_without=("t2",))
+    np.testing.assert_allclose(pred.probability[inside], ((full + reduced) / 2)[inside], atol=2e-2)
+    mean = (full + reduced) / 2
+    sure = inside & (np.abs(mean - 0.5) > 2e-2)  # away from the threshold by more than bfloat16 rounding
+    assert np.array_equal(pred.mask[sure] > 0, mean[sure] > 0.5)
+    plain = predict(bundle, images, anatomy, mask, device="cpu")
+    assert np.abs(plain.probability - pred.probability).max() > 0.1  # the averaging did something
+    without_t2 = predict(bundle, images, anatomy, mask, device="cpu", average_without=("t2",),
+                         modalities_present=["flair", "t1"])
+    np.testing.assert_allclose(without_t2.probability[inside], reduced[inside], atol=2e-2)
+    with pytest.raises(InputError, match="dwi"):
+        predict(bundle, images, anatomy, mask, device="cpu", average_without=("dwi",))

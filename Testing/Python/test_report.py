@@ -181,3 +181,14 @@ def test_no_report_setting_writes_none(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert not (tmp_path / "out" / "report.html").exists()
     assert "report" not in summary["outputs"] and "report" not in summary["timings_s"]
+
+
+def test_decisions_say_when_a_pass_without_t2w_was_averaged():
+    from allnet.report import _decisions_paragraph
+
+    plan = {"threshold": 0.5, "connectivity": 26, "min_lesion_mm3": 10.0, "lesion_score_threshold": 0.0,
+            "min_flair_contrast": 0.3, "average_without": ["t2"]}
+    with_t2 = _decisions_paragraph({"inference_plan": plan, "modalities_present": ["t1", "flair", "t2"]})
+    assert "mean of a pass with all images and a pass without the T2W" in with_t2
+    # no T2W given: one pass only, nothing to say
+    assert "pass without" not in _decisions_paragraph({"inference_plan": plan, "modalities_present": ["t1", "flair"]})

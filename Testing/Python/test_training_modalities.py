@@ -91,7 +91,7 @@ def test_export_with_modalities(tmp_path):
     assert prediction.probability.shape == brain.shape
 
 
-def test_restrict_crossval_scores_each_fold_model_without_t2(tmp_path, capsys):
+def test_rescore_scores_each_fold_model_without_t2(tmp_path, capsys):
     """Each fold model restricted to FLAIR + T1W predicts its held-out case as the full model
     does with the T2W zeroed (same stored prediction), with reports and a plan; a missing
     fold model is named."""
@@ -108,9 +108,9 @@ def test_restrict_crossval_scores_each_fold_model_without_t2(tmp_path, capsys):
         save_model_file(source / f"fold_{case.subject_id}" / "bundle.pt", bundle.config,
                         [m.state_dict() for m in bundle.members], {})
         bundles[case.case_id] = load_model_file(source / f"fold_{case.subject_id}" / "bundle.pt")
-    from allnet_training.modalities import restrict_crossval
+    from allnet_training.rescore import rescore_crossval
 
-    tuned = restrict_crossval(source, tmp_path / "out", cases, ("flair", "t1"), log=lambda *_: None)
+    tuned = rescore_crossval(source, tmp_path / "out", cases, modalities=("flair", "t1"), log=lambda *_: None)
     assert tuned is not None and set(tuned["cases"]) == {"s0", "s1"}
     assert (tmp_path / "out" / "crossval.json").is_file() and (tmp_path / "out" / "plan.json").is_file()
     stored = load_oof(tmp_path / "out")
@@ -123,4 +123,46 @@ def test_restrict_crossval_scores_each_fold_model_without_t2(tmp_path, capsys):
         assert np.abs(restored - zeroed).max() < 2e-3  # float16 storage, bfloat16 inference
     (source / "fold_s1" / "bundle.pt").unlink()
     with pytest.raises(ValueError, match="fold_s1.*no fold model"):
-        restrict_crossval(source, tmp_path / "again", cases, ("flair", "t1"), log=lambda *_: None)
+        rescore_crossval(source, tmp_path / "again", cases, modalities=("flair", "t1"), log=lambda *_: None)
+
+
+def test_rescore_and_export_store_the_averaged_pass_without_t2(tmp_path):
+    """``--average-without t2``: the fold models (and an exported file) carry it in their
+    config, and the held-out predictions are the mean of the full and the zeroed-T2W pass."""
+    from allnet_training.crossval import predict_cached
+    from allnet_training.plan_tuning import load_oof
+    from allnet_training.rescore import rescore_crossval
+
+    from helpers_training import tiny_case, tiny_model_config
+
+    cases = [tiny_case(1, "s0"), tiny_case(2, "s1")]
+    source = tmp_path / "cv"
+    for index, case in enumerate(cases):
+        bundle = random_bundle(tiny_model_config(), n=1, seed=20 + index)
+        save_model_file(source / f"fold_{case.subject_id}" / "bundle.pt", bundle.config,
+                        [m.state_dict() for m in bundle.members], {})
+    rescore_crossval(source, tmp_path / "avg", cases, average_without=("t2",), log=lambda *_: None)
+    stored = load_oof(tmp_path / "avg")
+    for case in cases:
+        original = load_model_file(source / f"fold_{case.subject_id}" / "bundle.pt")
+        changed = load_model_file(tmp_path / "avg" / f"fold_{case.subject_id}" / "bundle.pt")
+        assert changed.config.average_without == ("t2",) and original.config.average_without == ()
+        full = predict_cached(original, case).probability
+        reduced = predict_cached(original, dataclasses.replace(case, present=("flair", "t1"))).probability
+        np.testing.assert_allclose(stored[case.case_id]["probability"].astype(np.float32), (full + reduced) / 2,
+                                   atol=2e-3)
+    out = tmp_path / "exported.pt"
+    assert train_main(["export", str(source / "fold_s0" / "bundle.pt"), "--out", str(out),
+                       "--average-without", "t2"]) == 0
+    assert load_model_file(out).config.average_without == ("t2",)
+
+
+def test_average_without_must_name_some_of_the_model_inputs():
+    with pytest.raises(ValueError, match="average_without"):
+        ModelConfig(**TINY, average_without=("dwi",))
+    with pytest.raises(ValueError, match="average_without"):
+        ModelConfig(**TINY, modalities=("flair",), average_without=("flair",))
+    config, _ = restrict_modalities(ModelConfig(**TINY, average_without=("t2",)),
+                                    [random_bundle(ModelConfig(**TINY, average_without=("t2",))).members[0].state_dict()],
+                                    ("flair", "t1"))
+    assert config.average_without == ()  # nothing left to average out

@@ -63,3 +63,22 @@ def test_longitudinal_visit_without_the_unused_t2w(case) -> None:
     present = {"baseline": ["flair", "t1"], "followup": ["flair", "t1"]}
     assert input_warnings(present, ("flair", "t1")) == []
     assert "T2W not given" in input_warnings(present)[0]
+
+
+def test_a_model_that_averages_a_pass_without_t2w_says_so(case, tmp_path) -> None:
+    """A three-modality model with ``average_without=('t2',)``: the run uses the T2W, runs a
+    second pass per member without it (progress says so), and summary.json and the report
+    record the averaging."""
+    from allnet.progress import Progress
+
+    bundle = random_bundle(ModelConfig(**TINY, modality_dropout=True, average_without=("t2",)), n=1, seed=4)
+    model = tmp_path / "avg.pt"
+    save_model_file(model, bundle.config, [m.state_dict() for m in bundle.members], {})
+    messages = []
+    out = tmp_path / "out"
+    pipeline.segment(case["t1"], case["flair"], case["t2"], out, model=str(model), preprocessed=True,
+                     device="cpu", progress=Progress(lambda stage, fraction, message: messages.append(message)))
+    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    assert summary["inference_plan"]["average_without"] == ["t2"] and "t2" in summary["modalities_present"]
+    assert any("pass 2/2" in m for m in messages)
+    assert "a pass without the T2W" in (out / REPORT_FILE).read_text()
