@@ -145,15 +145,21 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
 
     corrected: dict[str, sitk.Image] = {}
     with stages.stage("bias correction", "N4 bias-field correction"):
-        for name, image in natives.items():
-            corrected[name] = correct_bias(image, masks[name])
+        corrected["t1"] = correct_bias(natives["t1"], masks["t1"])
 
-    with stages.stage("registration", "T1W brain -> MNI template (affine)",
+    with stages.stage("registration", "T1W brain -> MNI template (affine), N4 of the other images beside it",
                       "registration to MNI"):
         template = load_template()
         brain = corrected["t1"] * sitk.Cast(t1_mask, sitk.sitkFloat32)
-        working_to_t1 = registration.register_to_template(brain, template.t1,
-                                                          template.brain_mask)
+        # The MNI registration is single-threaded (determinism), so the other images' N4 run on
+        # the second core meanwhile; ITK stays single-threaded for the whole block, so their
+        # results do not depend on which thread starts first.
+        with registration.single_threaded(), ThreadPoolExecutor(max_workers=1) as pool:
+            others = pool.submit(lambda: {name: correct_bias(image, masks[name])
+                                          for name, image in natives.items() if name != "t1"})
+            working_to_t1 = registration.register_to_template(brain, template.t1,
+                                                              template.brain_mask)
+            corrected.update(others.result())
 
     with stages.stage("resampling", "resampling to the working grid"):
         working_to = {"t1": working_to_t1,

@@ -150,6 +150,8 @@ class _SingleThreaded:
 
 
 _single_threaded = _SingleThreaded()
+# for other ITK work that must run single-threaded beside a registration (preprocessing.pipeline)
+single_threaded = _single_threaded
 
 
 def _run(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image,
