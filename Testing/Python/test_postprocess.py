@@ -124,7 +124,7 @@ def test_plan_stored_in_a_model_file_is_what_a_run_reads(tmp_path) -> None:
     save_model_file(path, bundle.config, [m.state_dict() for m in bundle.members], {"name": "m"}, fp16=True)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in load_model_file(path).members]
     assert model_plan(load_model_file(path)) == {"grid": "mni152_1mm", "normalisation": "robust-zscore",
-                                                 "noise_target": 0.0}
+                                                 "noise_target": 0.0, "average_without": ()}
     set_inference_plan(path, {"threshold": 0.35, "lesion_score_threshold": 0.25})
     loaded = load_model_file(path)
     assert loaded.meta["name"] == "m"
