@@ -250,45 +250,32 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
     start = timer.step(0.5, "N4 bias-field correction")
     corrected: dict[str, dict[str, sitk.Image]] = {v: {} for v in VISITS}
     for visit, images in visits.items():
+        flair_mask = sitk.Resample(mask_of[visit], images.flair, flair_to_t1[visit],
+                                   sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        corrected[visit]["flair"] = correct_bias(images.flair, flair_mask)
         if t1_source[visit] == "own":
             corrected[visit]["t1"] = correct_bias(images.t1, masks[visit])
+        if images.t2 is not None:
+            t2_to_t1 = registration.compose(flair_to_t1[visit], registration.invert(flair_to_t2[visit]))
+            t2_mask = sitk.Resample(mask_of[visit], images.t2, t2_to_t1, sitk.sitkNearestNeighbor,
+                                    0, sitk.sitkUInt8)
+            corrected[visit]["t2"] = correct_bias(images.t2, t2_mask)
     for visit in VISITS:
         if t1_source[visit] != "own":
             corrected[visit]["t1"] = corrected[_other(visit)]["t1"]
     timer.done("bias correction", start)
 
-    def correct_others() -> dict[tuple[str, str], sitk.Image]:
-        """N4 of each visit's FLAIR and T2W (inside the T1W brain mask carried to them)."""
-        out = {}
-        for visit, images in visits.items():
-            flair_mask = sitk.Resample(mask_of[visit], images.flair, flair_to_t1[visit],
-                                       sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-            out[visit, "flair"] = correct_bias(images.flair, flair_mask)
-            if images.t2 is not None:
-                t2_to_t1 = registration.compose(flair_to_t1[visit], registration.invert(flair_to_t2[visit]))
-                t2_mask = sitk.Resample(mask_of[visit], images.t2, t2_to_t1, sitk.sitkNearestNeighbor,
-                                        0, sitk.sitkUInt8)
-                out[visit, "t2"] = correct_bias(images.t2, t2_mask)
-        return out
-
-    start = timer.step(0.7, "T1W brain -> MNI template (affine), halfway; N4 of the other images beside it")
+    start = timer.step(0.7, "T1W brain -> MNI template (affine), halfway")
     template = load_template()
     estimates = []
-    # The MNI registrations are single-threaded (determinism), so the FLAIR/T2W N4 run on the
-    # second core meanwhile; ITK stays single-threaded for the block, so their results do not
-    # depend on which thread starts first (as in preprocessing.pipeline).
-    with registration.single_threaded(), ThreadPoolExecutor(max_workers=1) as pool:
-        others = pool.submit(correct_others)
-        for visit in VISITS:
-            if t1_source[visit] != "own":
-                continue
-            brain = corrected[visit]["t1"] * sitk.Cast(masks[visit], sitk.sitkFloat32)
-            working_to_t1 = registration.register_to_template(brain, template.t1, template.brain_mask)
-            t1_to_halfway = registration.compose(flair_to_halfway[visit],
-                                                 registration.invert(flair_to_t1[visit]))
-            estimates.append(registration.compose(t1_to_halfway, working_to_t1))
-        for (visit, modality), image in others.result().items():
-            corrected[visit][modality] = image
+    for visit in VISITS:
+        if t1_source[visit] != "own":
+            continue
+        brain = corrected[visit]["t1"] * sitk.Cast(masks[visit], sitk.sitkFloat32)
+        working_to_t1 = registration.register_to_template(brain, template.t1, template.brain_mask)
+        t1_to_halfway = registration.compose(flair_to_halfway[visit],
+                                             registration.invert(flair_to_t1[visit]))
+        estimates.append(registration.compose(t1_to_halfway, working_to_t1))
     working_to_halfway = mean_affine(estimates)
     working_to_flair = {v: registration.compose(registration.invert(flair_to_halfway[v]),
                                                 working_to_halfway) for v in VISITS}
