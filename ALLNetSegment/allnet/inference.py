@@ -277,6 +277,22 @@ def _run_windows(net: ALLNet, image: torch.Tensor, anatomy: torch.Tensor,
     return total / norm
 
 
+def _flip_mean(net: ALLNet, image: torch.Tensor, anatomy: torch.Tensor, flips: tuple[bool, ...],
+               patch: tuple[int, int, int], weight: torch.Tensor | None,
+               on_window: Callable[[int], None], sphere: bool) -> np.ndarray:
+    """Head probabilities (n_heads, D, H, W) of one network over the crop, averaged over
+    ``flips`` (a left-right mirrored pass is flipped back); ``on_window(flip index)`` per window."""
+    total: torch.Tensor | float = 0.0
+    for f, flip in enumerate(flips):
+        x = torch.flip(image, dims=(4,)) if flip else image
+        a = torch.flip(anatomy, dims=(4,)) if flip else anatomy
+        logits = _run_windows(net, x, a, patch, weight, lambda: on_window(f), sphere=sphere)
+        if flip:
+            logits = torch.flip(logits, dims=(3,))
+        total = total + torch.sigmoid(logits.float())
+    return (total / len(flips)).cpu().numpy()
+
+
 def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_mask: np.ndarray,
             *, device: str = "auto", ensemble: str = "full", tta: bool = False,
             threshold: float = 0.5, patch_size: Sequence[int] | None = None,
@@ -348,32 +364,19 @@ def predict(bundle: ModelBundle, images: np.ndarray, anatomy: np.ndarray, brain_
         img_t = torch.from_numpy(crop_img)[None].to(dev).contiguous(memory_format=torch.channels_last_3d)
         ana_t = torch.from_numpy(crop_ana)[None].to(dev).contiguous(memory_format=torch.channels_last_3d)
         weight = None if whole else gaussian_importance(patch).to(dev)
+        reduced_t = None
+        if left_out:
+            reduced_t = img_t.clone()
+            reduced_t[:, left_out] = 0.0
         for index, member in enumerate(members):
             net = fused_for_inference(member).to(dev)
-            member_sum: torch.Tensor | float = 0.0
-            for f, flip in enumerate(flips):
-                x = torch.flip(img_t, dims=(4,)) if flip else img_t
-                a = torch.flip(ana_t, dims=(4,)) if flip else ana_t
-                logits = _run_windows(net, x, a, patch, weight, lambda: on_window(index, f),
-                                      sphere=sphere_sum is not None)
-                if flip:
-                    logits = torch.flip(logits, dims=(3,))
-                member_sum = member_sum + torch.sigmoid(logits.float())
-            member_probs = (member_sum / len(flips)).cpu().numpy()
+            member_probs = _flip_mean(net, img_t, ana_t, flips, patch, weight,
+                                      lambda f: on_window(index, f), sphere=sphere_sum is not None)
             member_prob = member_probs[0]
-            if left_out:  # the same member without those modalities, lesion head only
-                reduced_sum: torch.Tensor | float = 0.0
-                for f, flip in enumerate(flips):
-                    x = img_t.clone()
-                    x[:, left_out] = 0.0
-                    x = torch.flip(x, dims=(4,)) if flip else x
-                    a = torch.flip(ana_t, dims=(4,)) if flip else ana_t
-                    logits = _run_windows(net, x, a, patch, weight,
-                                          lambda: on_window(index, len(flips) + f), sphere=False)
-                    if flip:
-                        logits = torch.flip(logits, dims=(3,))
-                    reduced_sum = reduced_sum + torch.sigmoid(logits.float())
-                member_prob = (member_prob + (reduced_sum / len(flips)).cpu().numpy()[0]) / 2
+            if reduced_t is not None:  # the same member without those modalities, lesion head only
+                reduced = _flip_mean(net, reduced_t, ana_t, flips, patch, weight,
+                                     lambda f: on_window(index, len(flips) + f), sphere=False)
+                member_prob = (member_prob + reduced[0]) / 2
             prob_sum += member_prob
             if sphere_sum is not None and member_probs.shape[0] > 1:
                 sphere_sum += member_probs[1]

@@ -36,6 +36,7 @@ from .grid import array_to_working_image
 from .inference import predict
 from .io import atomic_output_dir, read_image
 from .lesions import Lesion, lesion_table
+from .model import KNOWN_MODALITIES
 from .outputs import check_output_location
 from .pipeline import ImageInput, drop_unused_inputs, load_models, model_plan, unused_input_warnings
 from .plan import resolve_plan
@@ -239,8 +240,8 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
 
     images = {"change_labels": _image(result.class_map, reference),
               "new_enlarged": _image(result.new_enlarged, reference)}
-    summary = _summary(settings, model_paths, bundle, resolved, visits, not_used, case, changes, voxel_mm3,
-                       sitk.GetArrayViewFromImage(labels["baseline"]),
+    summary = _summary(settings, model_paths, bundle, resolved, visits, not_used, case, changes,
+                       voxel_mm3, sitk.GetArrayViewFromImage(labels["baseline"]),
                        sitk.GetArrayViewFromImage(labels["followup"]), result.new_enlarged)
     outcome = LongitudinalResult(change_labels=images["change_labels"], new_enlarged=images["new_enlarged"],
                                  baseline_labels=labels["baseline"], followup_labels=labels["followup"],
@@ -294,8 +295,8 @@ def _places(changes: list[change_rules.LesionChange], reference: sitk.Image,
 
 
 def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, visits: dict,
-             not_used: dict[str, dict[str, str]], case: PairCase, changes: list, voxel_mm3: float, baseline_ids: np.ndarray,
-             followup_ids: np.ndarray, new_enlarged: np.ndarray) -> dict:
+             not_used: dict[str, dict[str, str]], case: PairCase, changes: list, voxel_mm3: float,
+             baseline_ids: np.ndarray, followup_ids: np.ndarray, new_enlarged: np.ndarray) -> dict:
     """summary.json content (timings and the output list are added when known)."""
     from .pipeline import model_meta
 
@@ -329,7 +330,7 @@ def _summary(settings: RunSettings, model_paths: list[str], bundle, resolved, vi
 
 
 def input_warnings(modalities_present: dict[str, list[str]],
-                   model_modalities: tuple[str, ...] = ("flair", "t1", "t2")) -> list[str]:
+                   model_modalities: tuple[str, ...] = KNOWN_MODALITIES) -> list[str]:
     """Warnings about the inputs of the two visits, for a model of ``model_modalities``: a T2W
     at one visit only (the visits are then segmented from different inputs, which can look
     like change), or at neither. None for a model that takes no T2W."""

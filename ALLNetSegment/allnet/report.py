@@ -96,7 +96,7 @@ def _inputs_section(data: ReportData) -> str:
                      " x ".join(f"{s:.2f}" for s in spacing) if spacing else ""])
     present = summary.get("modalities_present") or list((summary.get("inputs") or {}).keys())
     not_used = summary.get("inputs_not_used") or {}
-    t2 = ("given but not used: the model takes FLAIR and T1W only" if "t2" in not_used else
+    t2 = ("given but not used: this model does not read it" if "t2" in not_used else
           "present" if "t2" in present else "not given (segmented from T1W and FLAIR)")
     return ("<h2>Inputs</h2>" + html_table(["role", "file", "size (voxels)", "voxel size (mm)"], rows, 2)
             + f"<p>T2W: {html.escape(t2)}. Mode: "

@@ -333,10 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export":
             from .ensemble import export_bundle, state_dicts_from_model_files
-
-            config, states = state_dicts_from_model_files(args.models)
             from .rescore import changed_model
 
+            config, states = state_dicts_from_model_files(args.models)
             config, states = changed_model(config, states, args.modalities, args.average_without)
             meta = json.loads(args.meta.read_text()) if args.meta else {}
             if args.meta:  # its content is stored; where it lay on one machine is not

@@ -177,9 +177,9 @@ def run_fold(subject: str, train_cases: list[CachedCase], test_cases: list[Cache
     meta = {"fold": subject, "training_cases": [c.case_id for c in train_cases]}
     init_states = None
     if init_from is not None:
-        start = load_model_file(Path(init_from) / f"fold_{subject}" / "bundle.pt")
-        init_states = warm_start_states(start, model_config, Path(init_from) / f"fold_{subject}" / "bundle.pt")
-        meta["warm_start"] = str(Path(init_from) / f"fold_{subject}" / "bundle.pt")
+        start_path = Path(init_from) / f"fold_{subject}" / "bundle.pt"
+        init_states = warm_start_states(load_model_file(start_path), model_config, start_path)
+        meta["warm_start"] = str(start_path)
     t0 = time.perf_counter()
     results = train_ensemble(model_config, train_cfg, sampler, fold_dir, seeds, resume=resume,
                              progress=progress, meta=meta, init_states=init_states)

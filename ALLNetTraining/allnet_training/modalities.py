@@ -65,4 +65,3 @@ def warm_start_states(start: ModelBundle, config: ModelConfig, source: object) -
         raise ValueError(f"{source}: the warm start has no input weights for {missing} "
                          f"(it was trained on {list(start.config.modalities)})")
     return restrict_modalities(start.config, states, config.modalities)[1]
-
