@@ -32,6 +32,7 @@ PANEL_SETTINGS: dict[str, str] = {
     "connectivity": "connectivity",
     "lesion_score_threshold": "lesionScoreThreshold",
     "min_flair_contrast": "minFlairContrast",
+    "max_grey_matter_fraction": "maxGreyMatterFraction",
     "preprocessed": "preprocessed",
     "allow_mismatch": "allowMismatch",
 }
@@ -58,8 +59,8 @@ class ALLNetSegmentParameterNode:
 
     t1Volume, t2Volume (optional), flairVolume: input MR volumes; outputSegmentation: result.
     useModelPlan: apply the model's own post-processing (threshold, minimum size,
-    connectivity, lesion-score threshold, FLAIR-contrast floor); otherwise the five values
-    below are sent.
+    connectivity, lesion-score threshold, FLAIR-contrast floor, grey-matter fraction);
+    otherwise the six values below are sent.
     tta, ensemble, device, preprocessed, allowMismatch: see ``allnet.contract.RunSettings``.
     keepProbability: load the probability map as a volume.
     baseline*/followup*Volume (``VISIT_VOLUMES``): the longitudinal mode's inputs (FLAIR at both
@@ -78,6 +79,8 @@ class ALLNetSegmentParameterNode:
         DEFAULT_PLAN.lesion_score_threshold
     minFlairContrast: Annotated[float, WithinRange(*setting_range("min_flair_contrast"))] = \
         DEFAULT_PLAN.min_flair_contrast
+    maxGreyMatterFraction: Annotated[float, WithinRange(*setting_range("max_grey_matter_fraction"))] = \
+        DEFAULT_PLAN.max_grey_matter_fraction
     tta: bool = RunSettings.tta
     ensemble: Annotated[str, Choice(ENSEMBLES)] = RunSettings.ensemble
     device: Annotated[str, Choice(DEVICES)] = RunSettings.device

@@ -327,6 +327,10 @@ class RunSettings:
         None, "drop lesions whose mean FLAIR lies less than this fraction of the white matter-CSF "
               "contrast above the white-matter median (MS lesions are FLAIR-hyperintense); 0 keeps all",
         group="lesions", minimum=0.0, maximum=2.0, plan=True)
+    max_grey_matter_fraction: float | None = _setting(
+        None, "drop lesions with more than this fraction of their voxels in grey matter (the T1W tissue "
+              "segmentation): cortex, deep and cerebellar grey matter are not white-matter lesions; 1 keeps all",
+        group="lesions", minimum=0.0, maximum=1.0, plan=True)
     preprocessed: bool = _setting(
         False, "inputs are already skull-stripped, co-registered and on the MNI152 1 mm grid",
         group="inputs")

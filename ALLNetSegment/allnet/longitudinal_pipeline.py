@@ -46,6 +46,7 @@ from .preprocessing.intensity import flair_contrast
 from .preprocessing.noise import model_inputs
 from .preprocessing.pair import VISIT_NAMES, VISITS, PairCase, VisitImages, preprocess_pair
 from .progress import Progress
+from .tissue import grey_matter_indicator
 
 ROLE_NAMES = {"flair": "FLAIR", "t1": "T1W", "t2": "T2W"}
 
@@ -217,6 +218,9 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
 
     progress.stage("lesion analysis", message="lesions of both visits on the follow-up grid; change rules")
     labels = {}
+    # one head: the grey matter of the one tissue segmentation serves both visits
+    grey_matter = (_to_followup(grey_matter_indicator(anatomy.tissue), case, sitk.sitkNearestNeighbor,
+                                sitk.sitkFloat32) if resolved.plan.max_grey_matter_fraction < 1 else None)
     for visit in VISITS:
         prediction = predictions[visit]
         vote = _to_followup(prediction.mask.astype(np.float32), case, sitk.sitkLinear, sitk.sitkFloat32)
@@ -226,7 +230,7 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
                     if resolved.plan.min_flair_contrast > 0 else None)
         contrast_map = None if contrast is None else _to_followup(contrast, case, sitk.sitkLinear,
                                                                   sitk.sitkFloat32)
-        labels[visit] = postprocess(vote, resolved.plan, score, contrast_map).labels
+        labels[visit] = postprocess(vote, resolved.plan, score, contrast_map, grey_matter).labels
     flairs = {v: _to_followup(case.images[v]["flair"], case, sitk.sitkLinear, sitk.sitkFloat32) for v in VISITS}
     flair_change = sitk.Subtract(flairs["followup"], flairs["baseline"])
     reference = case.flair_native["followup"]

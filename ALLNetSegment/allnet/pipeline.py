@@ -31,6 +31,7 @@ from .preprocessing.intensity import flair_contrast
 from .preprocessing.noise import model_inputs
 from .preprocessing.pipeline import PreprocessedCase, preprocess
 from .progress import Progress
+from .tissue import grey_matter_indicator
 
 ImageInput = "str | Path | sitk.Image"
 
@@ -216,7 +217,9 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     contrast = (flair_contrast(case.images["flair"], case.brain_mask, anatomy.tissue)
                 if resolved.plan.min_flair_contrast > 0 else None)
     contrast_map = None if contrast is None else _to_native(contrast, case, sitk.sitkLinear, sitk.sitkFloat32)
-    found = postprocess(vote, resolved.plan, score_map, contrast_map)
+    grey_matter = (_to_native(grey_matter_indicator(anatomy.tissue), case, sitk.sitkNearestNeighbor,
+                              sitk.sitkFloat32) if resolved.plan.max_grey_matter_fraction < 1 else None)
+    found = postprocess(vote, resolved.plan, score_map, contrast_map, grey_matter)
     mask = sitk.Cast(found.labels > 0, sitk.sitkUInt8)
     lesions = lesion_table(found.labels, probability, zones, found.scores)
     totals = lesion_totals(lesions)
@@ -263,6 +266,7 @@ def _summary(settings: RunSettings, bundle: ModelBundle, model_paths: list[str],
         "settings": asdict(settings) | {"model": model_paths},
         SUMMARY_PLAN_KEY: resolved.to_dict() | {"lesions_dropped_by_score": found.dropped_by_score,
                                                 "lesions_dropped_by_contrast": found.dropped_by_contrast,
+                                                "lesions_dropped_by_grey_matter": found.dropped_by_grey_matter,
                                                 "lesion_scores": prediction.sphere_probability is not None},
         "device": prediction.device_used,
         "precision": prediction.precision,

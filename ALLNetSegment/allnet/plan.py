@@ -71,6 +71,10 @@ class InferencePlan:
     ``min_flair_contrast``: lesions whose mean FLAIR lies less than this fraction of the
     WM-CSF contrast above the white-matter median are dropped (0 keeps all; MS lesions are
     FLAIR-hyperintense by definition, ``allnet.preprocessing.intensity.flair_contrast``);
+    ``max_grey_matter_fraction``: lesions with more than this fraction of their voxels in the
+    grey matter of the case's T1W tissue segmentation (``allnet.tissue``) are dropped (1 keeps
+    all; normal cortex, deep and cerebellar grey matter that is bright on FLAIR is the commonest
+    false positive on scanners the model has not seen);
     ``grid``/``normalisation``/``noise_target``: what the model's inputs must be (the last:
     voxel-scale noise, normalised units, that noisier scans are smoothed down to; 0 = off,
     ``allnet.preprocessing.noise``); ``average_without``: the modalities a second pass of each
@@ -83,6 +87,7 @@ class InferencePlan:
     min_lesion_mm3: float = 10.0
     lesion_score_threshold: float = 0.0
     min_flair_contrast: float = 0.0
+    max_grey_matter_fraction: float = 1.0
     grid: str = GRID_MNI152_1MM
     normalisation: str = NORMALISATION_ROBUST_ZSCORE
     noise_target: float = 0.0
@@ -118,7 +123,8 @@ class InferencePlan:
 
 # The plan entries a run setting may override (the names are RunSettings fields).
 POSTPROCESSING_KEYS: tuple[str, ...] = ("threshold", "connectivity", "min_lesion_mm3",
-                                        "lesion_score_threshold", "min_flair_contrast")
+                                        "lesion_score_threshold", "min_flair_contrast",
+                                        "max_grey_matter_fraction")
 DEFAULT_PLAN = InferencePlan()
 
 

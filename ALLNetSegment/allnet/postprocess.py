@@ -11,7 +11,9 @@ voxels) are dropped; each remaining component gets a lesion score, the peak of t
 sphere-head probability inside it, and components scoring below
 ``plan.lesion_score_threshold`` are dropped; then components whose mean FLAIR contrast
 (``allnet.preprocessing.intensity.flair_contrast``: 0 at the WM median, 1 one WM-CSF
-contrast above it) is below ``plan.min_flair_contrast`` are dropped. Ids are 1..N by
+contrast above it) is below ``plan.min_flair_contrast`` are dropped; then components with
+more than ``plan.max_grey_matter_fraction`` of their voxels in grey matter (a 0/1 map of the
+T1W tissue segmentation's GM class, resampled nearest-neighbour) are dropped. Ids are 1..N by
 decreasing volume.
 """
 from __future__ import annotations
@@ -30,13 +32,15 @@ from .plan import InferencePlan
 class Lesions:
     """``labels``: lesion ids 1..N (uint16, or uint32 above 65,535), geometry of the input;
     ``scores``: lesion id -> lesion score (0-1), empty without a score map;
-    ``dropped_by_score``/``dropped_by_contrast``: components removed by the lesion-score
-    threshold and by the FLAIR-contrast floor."""
+    ``dropped_by_score``/``dropped_by_contrast``/``dropped_by_grey_matter``: components
+    removed by the lesion-score threshold, the FLAIR-contrast floor and the grey-matter
+    fraction (each counted once, by the first rule that removed it)."""
 
     labels: sitk.Image
     scores: dict[int, float]
     dropped_by_score: int = 0
     dropped_by_contrast: int = 0
+    dropped_by_grey_matter: int = 0
 
 
 def component_peaks(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -72,39 +76,45 @@ def _keep_only(labels: sitk.Image, ids: np.ndarray, keep: np.ndarray) -> tuple[s
 
 
 def postprocess(vote: sitk.Image, plan: InferencePlan, score_map: sitk.Image | None = None,
-                contrast_map: sitk.Image | None = None) -> Lesions:
+                contrast_map: sitk.Image | None = None,
+                grey_matter_map: sitk.Image | None = None) -> Lesions:
     """Lesion instances from a vote image (see module docstring); ``score_map`` is the
-    sphere-head probability (0-1) and ``contrast_map`` the FLAIR contrast, each on the grid
-    of ``vote``, or None (then that step is skipped)."""
+    sphere-head probability (0-1), ``contrast_map`` the FLAIR contrast and
+    ``grey_matter_map`` 1 in grey matter, 0 elsewhere, each on the grid of ``vote``, or None
+    (then that step is skipped)."""
     labels = label_lesions(vote >= 0.5, connectivity=plan.connectivity,
                            min_size_mm3=plan.min_lesion_mm3)
-    for name, image in (("lesion-score", score_map), ("FLAIR-contrast", contrast_map)):
+    for name, image in (("lesion-score", score_map), ("FLAIR-contrast", contrast_map),
+                        ("grey-matter", grey_matter_map)):
         if image is not None and not same_grid(image, vote):
             raise ValueError(f"the {name} map must lie on the grid of the vote image")
     ids = sitk.GetArrayFromImage(labels)
     n = int(ids.max()) if ids.size else 0
     peaks = (component_peaks(ids, sitk.GetArrayViewFromImage(score_map)) if score_map is not None
              else np.zeros(n + 1))
-    keep_score = np.ones(n + 1, dtype=bool)
+    keeps = [np.ones(n + 1, dtype=bool) for _ in range(3)]  # score, contrast, grey matter
     if score_map is not None:
-        keep_score = peaks >= plan.lesion_score_threshold
-    keep_contrast = np.ones(n + 1, dtype=bool)
+        keeps[0] = peaks >= plan.lesion_score_threshold
     if contrast_map is not None and plan.min_flair_contrast > 0:
-        keep_contrast = component_means(ids, sitk.GetArrayViewFromImage(contrast_map)) >= plan.min_flair_contrast
-    keep_score[0] = keep_contrast[0] = False
-    dropped_score = int((~keep_score[1:]).sum())
-    dropped_contrast = int((keep_score[1:] & ~keep_contrast[1:]).sum())
-    keep = keep_score & keep_contrast
-    if dropped_score or dropped_contrast:
+        keeps[1] = component_means(ids, sitk.GetArrayViewFromImage(contrast_map)) >= plan.min_flair_contrast
+    if grey_matter_map is not None and plan.max_grey_matter_fraction < 1:
+        keeps[2] = component_means(ids, sitk.GetArrayViewFromImage(grey_matter_map)) <= plan.max_grey_matter_fraction
+    dropped, keep = [], np.ones(n + 1, dtype=bool)
+    for rule in keeps:
+        rule[0] = False
+        dropped.append(int((keep[1:] & ~rule[1:]).sum()))
+        keep &= rule
+    if any(dropped):
         labels, old = _keep_only(labels, ids, keep)
         peaks = peaks[old]
     scores = {} if score_map is None else {int(i): float(peaks[i]) for i in range(1, peaks.size)}
-    return Lesions(labels, scores, dropped_score, dropped_contrast)
+    return Lesions(labels, scores, *dropped)
 
 
 def postprocess_array(vote: np.ndarray, plan: InferencePlan, score_map: np.ndarray | None = None,
                       spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                      contrast_map: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, float]]:
+                      contrast_map: np.ndarray | None = None,
+                      grey_matter_map: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, float]]:
     """:func:`postprocess` on KJI arrays of one grid (``spacing_mm`` in i, j, k order; the
     working grid is 1 mm). Returns (lesion ids KJI, scores)."""
     def image(array: np.ndarray) -> sitk.Image:
@@ -113,5 +123,6 @@ def postprocess_array(vote: np.ndarray, plan: InferencePlan, score_map: np.ndarr
         return img
 
     result = postprocess(image(vote), plan, None if score_map is None else image(score_map),
-                         None if contrast_map is None else image(contrast_map))
+                         None if contrast_map is None else image(contrast_map),
+                         None if grey_matter_map is None else image(grey_matter_map))
     return sitk.GetArrayFromImage(result.labels), result.scores

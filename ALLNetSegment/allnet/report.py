@@ -150,8 +150,9 @@ def _registration_section(data: ReportData) -> str:
 
 def _decisions_paragraph(summary: dict) -> str:
     """How the vote became lesions (``summary.json``'s inference plan): the values used and
-    how many detections the lesion-score threshold and the FLAIR-contrast floor dropped, so
-    a reviewer knows what was removed before looking for missed lesions."""
+    how many detections the lesion-score threshold, the FLAIR-contrast floor and the
+    grey-matter rule dropped, so a reviewer knows what was removed before looking for missed
+    lesions."""
     plan = summary.get("inference_plan") or {}
     if "threshold" not in plan:
         return ""
@@ -160,7 +161,12 @@ def _decisions_paragraph(summary: dict) -> str:
             f"lesion-score threshold {_fmt(plan.get('lesion_score_threshold'), 2)} "
             f"({plan.get('lesions_dropped_by_score', 0)} dropped); FLAIR-contrast floor "
             f"{_fmt(plan.get('min_flair_contrast'), 2)} of the WM-CSF contrast above white matter "
-            f"({plan.get('lesions_dropped_by_contrast', 0)} dropped).")
+            f"({plan.get('lesions_dropped_by_contrast', 0)} dropped)")
+    fraction = plan.get("max_grey_matter_fraction", 1.0)
+    if fraction is not None and fraction < 1:
+        text += (f"; lesions with more than {_fmt(fraction, 2)} of their voxels in the grey matter of the "
+                 f"T1W tissue segmentation ({plan.get('lesions_dropped_by_grey_matter', 0)} dropped)")
+    text += "."
     averaged = [m for m in plan.get("average_without") or [] if m in (summary.get("modalities_present") or [])]
     if averaged:
         names = " and ".join(ROLES.get(m, m) for m in averaged)

@@ -53,6 +53,12 @@ class TissueSegmentation:
     stds: np.ndarray
 
 
+def grey_matter_indicator(labels: np.ndarray) -> np.ndarray:
+    """float32 KJI, 1 where ``labels`` (tissue classes, same grid) is GM, else 0: the map whose
+    mean over a lesion is its grey-matter fraction (``allnet.postprocess``)."""
+    return (np.asarray(labels) == GM).astype(np.float32)
+
+
 @lru_cache(maxsize=1)
 def template_priors(sigma_mm: float = PRIOR_SMOOTHING_MM) -> np.ndarray:
     """Smoothed template CSF, GM, WM priors on the working grid: float32 (3, K, J, I),

@@ -187,12 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model file to store the plan in (default: only write plan.json)")
     p.add_argument("--dev-data", type=Path, default=None,
                    help="the development data folder: held-out predictions saved without their FLAIR-contrast "
-                        "map get it from the cached cases first (so the contrast floor can be tuned)")
+                        "or grey-matter map get them from the cached cases first (so the contrast floor and "
+                        "the grey-matter fraction can be tuned)")
     p.add_argument("--cache", type=Path, default=Path(DEFAULT_CACHE),
                    help=f"folder of preprocessed tensors, with --dev-data (default {DEFAULT_CACHE})")
     p.add_argument("--min-flair-contrast", type=float, default=None, metavar="FLOOR",
                    help="fix the FLAIR-contrast floor at FLOOR (a rule, e.g. 0.3) and choose only the other "
                         "plan values (default: search 0, 0.2, 0.3, 0.4)")
+    p.add_argument("--max-grey-matter-fraction", type=float, default=None, metavar="FRACTION",
+                   help="fix the grey-matter fraction at FRACTION (a rule; 1 keeps all) and choose only the "
+                        "other plan values (default: search 1, 0.99, 0.95, 0.9, 0.8)")
     p = sub.add_parser("rescore", help="a finished cross-validation's fold models changed at inference (fewer input "
                                        "modalities, averaged passes without some), scored on their held-out cases")
     p.add_argument("--crossval", type=Path, required=True, help="finished cross-validation folder (fold_*/bundle.pt)")
@@ -349,19 +353,22 @@ def main(argv: list[str] | None = None) -> int:
             from .plan_tuning import tune_plan
 
             if args.dev_data is not None:
-                from .crossval import add_flair_contrast
+                from .crossval import add_case_maps
 
                 _, cached = _load(args)
-                print(f"FLAIR-contrast maps added to {add_flair_contrast(args.crossval, cached)} held-out predictions")
-            if args.min_flair_contrast is not None:
-                from allnet.contract import RunSettings, SettingError
+                print(f"FLAIR-contrast / grey-matter maps added to {add_case_maps(args.crossval, cached)} "
+                      "held-out predictions")
+            from allnet.contract import RunSettings, SettingError
 
-                try:  # the range of the run setting, defined once
-                    RunSettings(min_flair_contrast=args.min_flair_contrast).validate()
-                except SettingError as exc:
-                    parser.error(f"--min-flair-contrast: {exc}")
+            for name in ("min_flair_contrast", "max_grey_matter_fraction"):
+                if getattr(args, name) is not None:
+                    try:  # the range of the run setting, defined once
+                        RunSettings(**{name: getattr(args, name)}).validate()
+                    except SettingError as exc:
+                        parser.error(f"--{name.replace('_', '-')}: {exc}")
             fixed = None if args.min_flair_contrast is None else (args.min_flair_contrast,)
-            tuned = tune_plan(args.crossval, flair_contrasts=fixed)
+            fixed_grey = None if args.max_grey_matter_fraction is None else (args.max_grey_matter_fraction,)
+            tuned = tune_plan(args.crossval, flair_contrasts=fixed, grey_matter_fractions=fixed_grey)
             if tuned is None:
                 print(f"allnet-train: error: {args.crossval}: no held-out predictions (fold_*/oof/*.npz); "
                       "run allnet-train crossval first", file=sys.stderr)

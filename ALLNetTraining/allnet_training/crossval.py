@@ -31,13 +31,14 @@ from allnet.postprocess import postprocess_array
 from allnet.model import ModelBundle, ModelConfig, load_model_file
 from allnet.preprocessing.intensity import flair_contrast
 from allnet.synthesis import LesionShapeBank
+from allnet.tissue import grey_matter_indicator
 
 from .cache import MODALITIES, CachedCase, with_normalisation
 from .domain_synth import DomainSynth
 from .ensemble import export_bundle, train_ensemble
 from .modalities import warm_start_states
 from .patches import CropSampler, SamplerConfig
-from .plan_tuning import CONTRAST_KEY, OOF_DIR, save_oof, tune_plan, write_oof
+from .plan_tuning import CONTRAST_KEY, GREY_MATTER_KEY, OOF_DIR, save_oof, tune_plan, write_oof
 from .trainer import TrainConfig
 
 FLAIR_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.5, 8.01, 0.1), 2))
@@ -87,28 +88,33 @@ def model_flair_contrast(config: ModelConfig, case: CachedCase) -> np.ndarray | 
                           case.brain, case.tissue)
 
 
-def add_flair_contrast(out_dir: str | Path, cases: list[CachedCase], *, log=print) -> int:
-    """Store the FLAIR-contrast map in every held-out prediction of the cross-validation
-    ``out_dir`` that lacks it (predictions saved before the contrast floor existed), from
-    the cached case and its fold model's config. Returns the number of files updated;
-    ValueError naming the file when a case or a fold model is missing."""
+def add_case_maps(out_dir: str | Path, cases: list[CachedCase], *, log=print) -> int:
+    """Store the FLAIR-contrast map and the grey-matter map in every held-out prediction of
+    the cross-validation ``out_dir`` that lacks them (predictions saved before the contrast
+    floor or the grey-matter fraction existed), from the cached case and its fold model's
+    config. Returns the number of files updated; ValueError naming the file when a case or a
+    fold model is missing."""
     by_id = {c.case_id: c for c in cases}
     updated = 0
     for path in sorted(Path(out_dir).glob(f"fold_*/{OOF_DIR}/*.npz")):
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
-        if CONTRAST_KEY in arrays:
+        if CONTRAST_KEY in arrays and GREY_MATTER_KEY in arrays:
             continue
-        bundle_path = path.parent.parent / "bundle.pt"
         if path.stem not in by_id:
             raise ValueError(f"{path}: case {path.stem} is not among the given cases")
-        if not bundle_path.is_file():
-            raise ValueError(f"{path}: no fold model {bundle_path} to take the model's inputs from")
-        contrast = model_flair_contrast(load_model_file(bundle_path).config, by_id[path.stem])
-        if contrast is None:
-            log(f"{path}: no usable WM/CSF reference on the FLAIR; left without a contrast map")
-            continue
-        arrays[CONTRAST_KEY] = contrast.astype(np.float16)
+        case = by_id[path.stem]
+        if GREY_MATTER_KEY not in arrays:
+            arrays[GREY_MATTER_KEY] = grey_matter_indicator(case.tissue).astype(np.uint8)
+        if CONTRAST_KEY not in arrays:
+            bundle_path = path.parent.parent / "bundle.pt"
+            if not bundle_path.is_file():
+                raise ValueError(f"{path}: no fold model {bundle_path} to take the model's inputs from")
+            contrast = model_flair_contrast(load_model_file(bundle_path).config, case)
+            if contrast is None:
+                log(f"{path}: no usable WM/CSF reference on the FLAIR; left without a contrast map")
+            else:
+                arrays[CONTRAST_KEY] = contrast.astype(np.float16)
         write_oof(path, arrays)
         updated += 1
     return updated
@@ -202,7 +208,7 @@ def evaluate_fold(subject: str, bundle_path: Path, train_cases: list[CachedCase]
     model_scores = [score(p.mask, c, score_map=p.sphere_probability) for p, c in zip(predictions, test_cases)]
     for p, c in zip(predictions, test_cases):  # out-of-fold predictions for plan tuning
         save_oof(fold_dir, c.case_id, p.probability, p.sphere_probability, c.mask,
-                 contrast=model_flair_contrast(bundle.config, c))
+                 contrast=model_flair_contrast(bundle.config, c), grey_matter=grey_matter_indicator(c.tissue))
     p_threshold = choose_probability_threshold(bundle, train_cases, device=device)
     calibrated = [score((p.probability > p_threshold).astype(np.uint8), c,
                         replace(DEFAULT_PLAN, threshold=p_threshold), p.sphere_probability)

@@ -34,6 +34,7 @@ from allnet.pipeline import model_plan
 from allnet.plan import DEFAULT_PLAN, InferencePlan
 from allnet.postprocess import postprocess_array
 from allnet.preprocessing.intensity import normalise
+from allnet.tissue import grey_matter_indicator
 
 from .cache import MODALITIES, CachedCase
 from .crossval import model_flair_contrast, predict_cached, score
@@ -94,7 +95,8 @@ def final_mask(bundle: ModelBundle, case: CachedCase) -> np.ndarray:
     prediction = predict_cached(bundle, case, threshold=plan.threshold)
     contrast = model_flair_contrast(bundle.config, case) if plan.min_flair_contrast > 0 else None
     labels, _ = postprocess_array(prediction.mask.astype(np.float32), plan,
-                                  prediction.sphere_probability, contrast_map=contrast)
+                                  prediction.sphere_probability, contrast_map=contrast,
+                                  grey_matter_map=grey_matter_indicator(case.tissue))
     return labels > 0
 
 

@@ -162,7 +162,8 @@ def test_run_records_the_plan_it_applied_and_where_each_value_came_from(core_run
     plan = runPlan(core_run)
     assert (plan["threshold"], plan["min_lesion_mm3"], plan["connectivity"]) == (0.4, 0.0, 18)
     assert plan["sources"] == {"threshold": "model", "min_lesion_mm3": "model", "connectivity": "setting",
-                               "lesion_score_threshold": "default", "min_flair_contrast": "default"}
+                               "lesion_score_threshold": "default", "min_flair_contrast": "default",
+                               "max_grey_matter_fraction": "default"}
 
 
 def test_lesion_table_columns_reach_slicer_and_export(core_run: Path, tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return path
 
 
-def _run(case, votes, model, out, monkeypatch, **settings):
+def _run(case, votes, model, out, monkeypatch, tissue=None, **settings):
     calls = iter(["baseline", "followup"])
 
     def fake_predict(bundle, images, anatomy, brain_mask, **kwargs) -> Prediction:
@@ -186,7 +186,7 @@ def _run(case, votes, model, out, monkeypatch, **settings):
     zones = np.where(case.brain_mask > 0, 1, 0).astype(np.uint8)
     monkeypatch.setattr(longitudinal, "preprocess_pair", lambda *a, **k: case)
     monkeypatch.setattr(longitudinal, "compute_anatomy", lambda t1, brain: Anatomy(
-        np.zeros((6,) + WORKING_SHAPE_KJI, np.float32), zones, zones))
+        np.zeros((6,) + WORKING_SHAPE_KJI, np.float32), zones if tissue is None else tissue, zones))
     monkeypatch.setattr(longitudinal, "predict", fake_predict)
     # Real, distinct files for the input checks (the preprocessing that would use them is replaced).
     inputs = {name: _flair_file(out.parent, f"{name}.nii.gz", seed)
@@ -299,3 +299,18 @@ def test_pair_preprocessing_with_one_t1_aligns_the_visits(shared_data) -> None:
     # the borrowed T1W channel is the baseline's, seen through one consistent transform
     # (equal up to the rounding of two compositions of the same affine maps)
     assert np.allclose(case.images["baseline"]["t1"], case.images["followup"]["t1"], atol=1e-3)
+
+
+def test_the_grey_matter_fraction_applies_to_both_visits(synthetic_pair, tiny_model, tmp_path, monkeypatch) -> None:
+    """The plan's grey-matter fraction uses the one tissue segmentation of the head at both
+    visits: the new lesion N lying wholly in grey matter is no lesion at follow-up, so no
+    change is called there; the other lesions keep their classes."""
+    from allnet.tissue import GM, WM
+
+    case, votes, truth = synthetic_pair
+    tissue = np.where(case.brain_mask > 0, WM, 0).astype(np.uint8)
+    tissue[truth["N"]] = GM
+    result = _run(case, votes, tiny_model, tmp_path / "out", monkeypatch, tissue=tissue,
+                  max_grey_matter_fraction=0.99, report=False)
+    assert result.summary["counts"] == {"new": 0, "enlarging": 1, "stable": 2, "shrinking": 0, "resolved": 1}
+    assert not (sitk.GetArrayFromImage(result.followup_labels)[truth["N"]] > 0).any()

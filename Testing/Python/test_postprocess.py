@@ -108,7 +108,7 @@ def test_settings_override_the_model_plan_and_the_sources_say_so() -> None:
             resolved.plan.min_lesion_mm3) == (0.4, 0.0, 18, DEFAULT_PLAN.min_lesion_mm3)
     assert resolved.sources == {"threshold": "model", "lesion_score_threshold": "setting",
                                 "connectivity": "setting", "min_lesion_mm3": "default",
-                                "min_flair_contrast": "default"}
+                                "min_flair_contrast": "default", "max_grey_matter_fraction": "default"}
 
 
 @pytest.mark.parametrize("plan", [{"threshold": 1.5}, {"connectivity": 4}, {"grid": "mni152_2mm"},
@@ -233,13 +233,79 @@ def test_plan_tuning_sets_a_flair_contrast_floor_when_false_lesions_are_not_flai
     assert tuned["plan"]["min_flair_contrast"] == 0.2 and tuned["plan"]["lesion_score_threshold"] == 0.0
     assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
     arrays = load_oof(tmp_path / "with")["a"]
-    floors = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.2), (0.9, 0.4)]
+    floors = [(0.0, 0.0, 1.0), (0.5, 0.0, 1.0), (0.0, 0.2, 1.0), (0.9, 0.4, 1.0)]
     fast = _floor_scores(arrays, DEFAULT_PLAN, floors)
     slow = [score_case(arrays, dataclasses.replace(DEFAULT_PLAN, lesion_score_threshold=s, min_flair_contrast=c))
-            for s, c in floors]
+            for s, c, _ in floors]
     assert fast == slow
     save_oof(tmp_path / "without" / "fold_a", "a", probability, sphere, reference)
     assert {g["min_flair_contrast"] for g in tune_plan(tmp_path / "without")["grid"]} == {0.0}
+
+
+def test_plan_tuning_drops_bright_grey_matter_by_its_share_and_keeps_lesions_partly_classed_gm(tmp_path) -> None:
+    """A false positive lying wholly in grey matter (FLAIR-bright cortex: bright, sphere head
+    backs it) is removed by the grey-matter fraction, while a true lesion half of whose voxels
+    the T1W segmentation calls GM (T1W-hypointense) stays; the least strict fraction that does
+    it is chosen (0.99); the fast search equals scoring each plan through the post-processing;
+    without grey-matter maps the fraction stays 1."""
+    import dataclasses
+
+    from allnet_training.plan_tuning import _floor_scores, load_oof, save_oof, score_case, tune_plan
+
+    reference = np.zeros((24, 24, 24), np.uint8)
+    reference[3:7, 3:7, 3:7] = 1
+    grey = np.zeros_like(reference)
+    grey[3:5, 3:7, 3:7] = 1  # half the true lesion classed GM
+    probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
+    sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+    contrast = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
+    probability[14:17, 14:17, 14:17], sphere[14:17, 14:17, 14:17] = 0.9, 0.8
+    contrast[14:17, 14:17, 14:17] = 0.8  # as bright as the lesion: no contrast floor can help
+    grey[13:18, 13:18, 13:18] = 1
+    save_oof(tmp_path / "with" / "fold_a", "a", probability, sphere, reference, contrast=contrast,
+             grey_matter=grey)
+    tuned = tune_plan(tmp_path / "with")
+    assert tuned["plan"]["max_grey_matter_fraction"] == 0.99 and tuned["plan"]["min_flair_contrast"] == 0.0
+    assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
+    arrays = load_oof(tmp_path / "with")["a"]
+    floors = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.99), (0.0, 0.0, 0.4), (0.5, 0.2, 0.9)]
+    fast = _floor_scores(arrays, DEFAULT_PLAN, floors)
+    slow = [score_case(arrays, dataclasses.replace(DEFAULT_PLAN, lesion_score_threshold=s, min_flair_contrast=c,
+                                                   max_grey_matter_fraction=g)) for s, c, g in floors]
+    assert fast == slow
+    assert fast[2][1] == 0.0  # 0.4 also drops the half-GM true lesion
+    save_oof(tmp_path / "without" / "fold_a", "a", probability, sphere, reference, contrast=contrast)
+    assert {g["max_grey_matter_fraction"] for g in tune_plan(tmp_path / "without")["grid"]} == {1.0}
+    fixed = tune_plan(tmp_path / "with", grey_matter_fractions=(0.9,))
+    assert fixed["plan"]["max_grey_matter_fraction"] == 0.9 and fixed["grey_matter_fractions_searched"] == [0.9]
+
+
+def test_postprocess_drops_lesions_by_grey_matter_share_and_counts_them() -> None:
+    """Components with more than the plan's share of voxels in grey matter are dropped and
+    counted apart from the score and contrast rules; the map must lie on the vote's grid; a
+    fraction of 1 keeps all."""
+    vote = np.zeros((12, 12, 12), np.float32)
+    vote[1:4, 1:4, 1:4] = 1  # 27 voxels, all GM
+    vote[6:9, 6:9, 6:9] = 1  # 27 voxels, 9 GM (one slab)
+    grey = np.zeros_like(vote)
+    grey[1:4, 1:4, 1:4] = 1
+    grey[6:7, 6:9, 6:9] = 1
+    image, grey_image = sitk.GetImageFromArray(vote), sitk.GetImageFromArray(grey)
+    found = postprocess(image, InferencePlan(min_lesion_mm3=0.0, max_grey_matter_fraction=0.99),
+                        grey_matter_map=grey_image)
+    labels = sitk.GetArrayFromImage(found.labels)
+    assert labels.max() == 1 and labels[7, 7, 7] == 1 and found.dropped_by_grey_matter == 1
+    assert found.dropped_by_score == found.dropped_by_contrast == 0
+    strict = postprocess(image, InferencePlan(min_lesion_mm3=0.0, max_grey_matter_fraction=0.3),
+                         grey_matter_map=grey_image)
+    assert sitk.GetArrayFromImage(strict.labels).max() == 0 and strict.dropped_by_grey_matter == 2
+    kept = postprocess(image, InferencePlan(min_lesion_mm3=0.0), grey_matter_map=grey_image)
+    assert sitk.GetArrayFromImage(kept.labels).max() == 2
+    shifted = sitk.GetImageFromArray(grey)
+    shifted.SetOrigin((5.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="grey-matter map must lie on the grid"):
+        postprocess(image, InferencePlan(min_lesion_mm3=0.0, max_grey_matter_fraction=0.9),
+                    grey_matter_map=shifted)
 
 
 def test_the_nested_estimate_chooses_each_folds_plan_without_that_fold(tmp_path) -> None:

@@ -47,7 +47,8 @@ def _report_data() -> ReportData:
                                        "t1": {"noise_before": 0.094, "noise_after": 0.094, "sigma_voxels": 0.0}}},
         "inference_plan": {"noise_target": 0.12, "threshold": 0.6, "connectivity": 26, "min_lesion_mm3": 10.0,
                            "lesion_score_threshold": 0.0, "min_flair_contrast": 0.3,
-                           "lesions_dropped_by_score": 0, "lesions_dropped_by_contrast": 4},
+                           "max_grey_matter_fraction": 0.99, "lesions_dropped_by_score": 0,
+                           "lesions_dropped_by_contrast": 4, "lesions_dropped_by_grey_matter": 2},
         "timings_s": {"preprocessing": 10.0, "network": 5.0, "total": 16.5}, "device": "cpu",
     }
     return ReportData(summary=summary, lesions=lesions, flair=flair_image, labels=labels,
@@ -84,7 +85,9 @@ def test_report_is_one_self_contained_file_with_every_section(report):
                    "edge correlation", "0.81", "Timings", "16.5", "tiny 2", "NOT trained", "not for diagnosis",
                    "noise target (0.12): FLAIR noise 0.309 -&gt; 0.117 (Gaussian sigma 0.71 mm)",
                    "probability above 0.60, 26-connected, at least 10 mm3",
-                   "FLAIR-contrast floor 0.30 of the WM-CSF contrast above white matter (4 dropped)"):
+                   "FLAIR-contrast floor 0.30 of the WM-CSF contrast above white matter (4 dropped); "
+                   "lesions with more than 0.99 of their voxels in the grey matter of the T1W tissue "
+                   "segmentation (2 dropped)."):
         assert needle in text, needle
     assert text.count("<tr>") >= len(data.lesions) + 1
 

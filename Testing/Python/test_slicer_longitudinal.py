@@ -108,7 +108,8 @@ def test_panel_inputs_and_settings_reach_the_core_options(lpanel, tmp_path, monk
                                                              min_lesion_mm3=p.minLesionSizeMm3,
                                                              connectivity=p.connectivity,
                                                              lesion_score_threshold=p.lesionScoreThreshold,
-                                                             min_flair_contrast=p.minFlairContrast)
+                                                             min_flair_contrast=p.minFlairContrast,
+                                                             max_grey_matter_fraction=p.maxGreyMatterFraction)
 
 
 # -- a run and its import ------------------------------------------------------------------------

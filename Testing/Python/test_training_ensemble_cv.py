@@ -95,9 +95,10 @@ def test_the_command_line_chooses_a_plan_that_plan_stores_in_the_model(tmp_path,
 def test_held_out_predictions_without_a_contrast_map_get_the_model_inputs_one(tmp_path) -> None:
     """Predictions saved before the FLAIR-contrast floor existed get the map of the FLAIR their
     fold model was given (``model_flair_contrast``: noise harmonisation and normalisation of
-    the model's config), once; a case or fold model that is missing is named."""
-    from allnet_training.crossval import add_flair_contrast, model_flair_contrast
-    from allnet_training.plan_tuning import CONTRAST_KEY, load_oof
+    the model's config) and the case's grey-matter map, once; a case or fold model that is
+    missing is named."""
+    from allnet_training.crossval import add_case_maps, model_flair_contrast
+    from allnet_training.plan_tuning import CONTRAST_KEY, GREY_MATTER_KEY, load_oof
 
     from helpers_training import tiny_case, tiny_model_config
 
@@ -108,14 +109,17 @@ def test_held_out_predictions_without_a_contrast_map_get_the_model_inputs_one(tm
     save_model_file(fold / "bundle.pt", bundle.config, [m.state_dict() for m in bundle.members], {})
     probability = np.where(case.mask > 0, 0.9, 0.0).astype(np.float32)
     save_oof(fold, "s0", probability, None, case.mask)
-    assert add_flair_contrast(tmp_path / "cv", [case]) == 1
+    assert add_case_maps(tmp_path / "cv", [case]) == 1
     stored = load_oof(tmp_path / "cv")["s0"][CONTRAST_KEY].astype(np.float32)
     expected = model_flair_contrast(config, case)
     np.testing.assert_allclose(stored, expected, atol=2e-3)  # float16 storage
     assert np.median(stored[case.mask > 0]) > 1.0  # the phantom's lesions: +1.5 on a WM-CSF contrast of ~0.3-1
-    assert add_flair_contrast(tmp_path / "cv", [case]) == 0  # already there
+    grey = load_oof(tmp_path / "cv")["s0"][GREY_MATTER_KEY]
+    np.testing.assert_array_equal(grey, (case.tissue == 2).astype(np.uint8))
+    assert grey.any() and not grey.all()
+    assert add_case_maps(tmp_path / "cv", [case]) == 0  # already there
     save_oof(tmp_path / "cv" / "fold_s1", "s1", probability, None, case.mask)
     with pytest.raises(ValueError, match="s1 is not among the given cases"):
-        add_flair_contrast(tmp_path / "cv", [case])
+        add_case_maps(tmp_path / "cv", [case])
     with pytest.raises(ValueError, match="no fold model"):
-        add_flair_contrast(tmp_path / "cv", [case, tiny_case(4, "s1")])
+        add_case_maps(tmp_path / "cv", [case, tiny_case(4, "s1")])
