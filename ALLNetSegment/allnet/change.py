@@ -24,8 +24,12 @@ For each baseline lesion that overlaps no follow-up lesion: **resolved** when th
 inside it (mean change <= -``CHANGE_MIN_Z``), else **stable** (the follow-up segmentation
 missed it; it is drawn at its baseline voxels).
 
-The change mask of new and enlarged tissue (``new_enlarged``): the voxels of new lesions and
-the voxels of enlarging lesions that were no lesion at baseline.
+The change mask of new and enlarged tissue (``new_enlarged``): the voxels of new lesions and,
+of an enlarging lesion, the voxels that were no lesion at baseline and lie within
+``JITTER_VOXELS`` of its growth beyond the jitter band: the band next to real growth joins it to
+the baseline lesion, the band elsewhere around the lesion is the same partial-volume jitter
+the rule ignores and is not drawn (on a thick-slice grid such a one-voxel rim breaks into
+specks when the mask is resampled).
 
 ``confidence`` of a change (0-1): the fraction of the changed voxels whose FLAIR changed by
 at least ``CHANGE_MIN_Z`` in the direction of the change; of a stable lesion: the fraction of
@@ -152,7 +156,7 @@ def classify_changes(baseline_ids: np.ndarray, followup_ids: np.ndarray, flair_c
         v_grown, v_lost = float(grown.sum()) * voxel_mm3, float(lost.sum()) * voxel_mm3
         if (v_f - v_b >= max(ENLARGE_MIN_FRACTION * v_b, CHANGE_MIN_MM3) and v_grown >= CHANGE_MIN_MM3
                 and z_grown >= CHANGE_MIN_Z):
-            changes.append(_change(ENLARGING, full, region, region & ~base, v_b, v_f, z_grown,
+            changes.append(_change(ENLARGING, full, region, region & ~base & near(grown), v_b, v_f, z_grown,
                                    _fraction(rose[full], grown),
                                    f"volume {v_b:.0f} -> {v_f:.0f} mm3; {v_grown:.0f} mm3 beyond one voxel "
                                    f"of the baseline lesion, FLAIR rose there by {z_grown:+.2f} z",

@@ -96,6 +96,25 @@ def test_small_border_jitter_is_not_enlargement() -> None:
     assert [c.change_class for c in result.changes] == [STABLE]
 
 
+def test_an_enlarging_lesion_draws_its_growth_not_its_jittering_rim() -> None:
+    """Growth on one side plus a one-voxel rim all round (partial-volume jitter): the change
+    mask holds the growth and the rim next to it, joined to the baseline lesion, but not the
+    rim on the far side."""
+    base = ball((20, 30, 30), 5).astype(np.uint16)
+    growth = ball((20, 30, 38), 4) & ~ball((20, 30, 30), 5)
+    follow = (ball((20, 30, 30), 6) | growth).astype(np.uint16)
+    change = np.where(follow & ~base, 3.0, 0.0).astype(np.float32)
+    result = classify_changes(base, follow, change, voxel_mm3=1.0)
+    assert [c.change_class for c in result.changes] == [ENLARGING]
+    drawn = result.new_enlarged.astype(bool)
+    assert drawn[growth & ~ball((20, 30, 30), 6)].all()  # the growth beyond the rim
+    assert drawn[20, 30, 36] and drawn[20, 33, 35]  # the rim where it meets the growth
+    far_rim = ball((20, 30, 30), 6) & ~ball((20, 30, 30), 5)
+    far_rim[:, :, 30:] = False
+    assert far_rim.any() and not drawn[far_rim].any()
+    assert not (drawn & (base > 0)).any()
+
+
 def test_deterministic() -> None:
     base, follow, change, _ = two_visits()
     one = classify_changes(base, follow, change, voxel_mm3=1.0)
