@@ -211,34 +211,50 @@ def test_plan_tuning_keeps_the_3_mm_floor_when_a_larger_one_gains_only_noise(tmp
     assert tuned["plan"]["min_lesion_mm3"] == 10.0 and tuned["plan"]["lesion_score_threshold"] == 0.0
 
 
-def test_plan_tuning_sets_a_flair_contrast_floor_when_false_lesions_are_not_flair_bright(tmp_path) -> None:
-    """A false positive that the sphere head backs but whose FLAIR is barely above WM (a
-    T2W-driven detection) is removed by the contrast floor, not by a score floor; the fast
-    search gives exactly what scoring each plan through the post-processing gives; without
-    contrast maps no floor is searched."""
-    import dataclasses
-
-    from allnet_training.plan_tuning import _floor_scores, load_oof, save_oof, score_case, tune_plan
-
+def _lesion_and_false_positive(false_contrast: float) -> dict[str, np.ndarray]:
+    """Held-out arrays of one 24^3 case: a true 4^3 lesion and a 3^3 false positive that the
+    network and the sphere head back as strongly (probability 0.9, score 0.8); the FLAIR
+    contrast is 0.8 in the lesion and ``false_contrast`` in the false positive."""
     reference = np.zeros((24, 24, 24), np.uint8)
     reference[3:7, 3:7, 3:7] = 1
     probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
     sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
     contrast = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
-    probability[14:17, 14:17, 14:17] = 0.9
-    sphere[14:17, 14:17, 14:17] = 0.8
-    contrast[14:17, 14:17, 14:17] = 0.1
-    save_oof(tmp_path / "with" / "fold_a", "a", probability, sphere, reference, contrast=contrast)
+    probability[14:17, 14:17, 14:17], sphere[14:17, 14:17, 14:17] = 0.9, 0.8
+    contrast[14:17, 14:17, 14:17] = false_contrast
+    return {"reference": reference, "probability": probability, "sphere": sphere, "contrast": contrast}
+
+
+def _fast_search_is_exact(arrays: dict[str, np.ndarray], floors: list[tuple[float, float, float]]):
+    """The plan search's per-floor scores equal scoring each plan through the post-processing;
+    returns them."""
+    import dataclasses
+
+    from allnet_training.plan_tuning import _floor_scores, score_case
+
+    fast = _floor_scores(arrays, DEFAULT_PLAN, floors)
+    slow = [score_case(arrays, dataclasses.replace(DEFAULT_PLAN, lesion_score_threshold=s, min_flair_contrast=c,
+                                                   max_grey_matter_fraction=g)) for s, c, g in floors]
+    assert fast == slow
+    return fast
+
+
+def test_plan_tuning_sets_a_flair_contrast_floor_when_false_lesions_are_not_flair_bright(tmp_path) -> None:
+    """A false positive that the sphere head backs but whose FLAIR is barely above WM (a
+    T2W-driven detection) is removed by the contrast floor, not by a score floor; the fast
+    search gives exactly what scoring each plan through the post-processing gives; without
+    contrast maps no floor is searched."""
+    from allnet_training.plan_tuning import load_oof, save_oof, tune_plan
+
+    case = _lesion_and_false_positive(false_contrast=0.1)
+    maps = (case["probability"], case["sphere"], case["reference"])
+    save_oof(tmp_path / "with" / "fold_a", "a", *maps, contrast=case["contrast"])
     tuned = tune_plan(tmp_path / "with")
     assert tuned["plan"]["min_flair_contrast"] == 0.2 and tuned["plan"]["lesion_score_threshold"] == 0.0
     assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
-    arrays = load_oof(tmp_path / "with")["a"]
-    floors = [(0.0, 0.0, 1.0), (0.5, 0.0, 1.0), (0.0, 0.2, 1.0), (0.9, 0.4, 1.0)]
-    fast = _floor_scores(arrays, DEFAULT_PLAN, floors)
-    slow = [score_case(arrays, dataclasses.replace(DEFAULT_PLAN, lesion_score_threshold=s, min_flair_contrast=c))
-            for s, c, _ in floors]
-    assert fast == slow
-    save_oof(tmp_path / "without" / "fold_a", "a", probability, sphere, reference)
+    _fast_search_is_exact(load_oof(tmp_path / "with")["a"],
+                          [(0.0, 0.0, 1.0), (0.5, 0.0, 1.0), (0.0, 0.2, 1.0), (0.9, 0.4, 1.0)])
+    save_oof(tmp_path / "without" / "fold_a", "a", *maps)
     assert {g["min_flair_contrast"] for g in tune_plan(tmp_path / "without")["grid"]} == {0.0}
 
 
@@ -248,33 +264,21 @@ def test_plan_tuning_drops_bright_grey_matter_by_its_share_and_keeps_lesions_par
     the T1W segmentation calls GM (T1W-hypointense) stays; the least strict fraction that does
     it is chosen (0.99); the fast search equals scoring each plan through the post-processing;
     without grey-matter maps the fraction stays 1."""
-    import dataclasses
+    from allnet_training.plan_tuning import load_oof, save_oof, tune_plan
 
-    from allnet_training.plan_tuning import _floor_scores, load_oof, save_oof, score_case, tune_plan
-
-    reference = np.zeros((24, 24, 24), np.uint8)
-    reference[3:7, 3:7, 3:7] = 1
-    grey = np.zeros_like(reference)
+    case = _lesion_and_false_positive(false_contrast=0.8)  # as bright as the lesion: no floor helps
+    maps = (case["probability"], case["sphere"], case["reference"])
+    grey = np.zeros_like(case["reference"])
     grey[3:5, 3:7, 3:7] = 1  # half the true lesion classed GM
-    probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
-    sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
-    contrast = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
-    probability[14:17, 14:17, 14:17], sphere[14:17, 14:17, 14:17] = 0.9, 0.8
-    contrast[14:17, 14:17, 14:17] = 0.8  # as bright as the lesion: no contrast floor can help
     grey[13:18, 13:18, 13:18] = 1
-    save_oof(tmp_path / "with" / "fold_a", "a", probability, sphere, reference, contrast=contrast,
-             grey_matter=grey)
+    save_oof(tmp_path / "with" / "fold_a", "a", *maps, contrast=case["contrast"], grey_matter=grey)
     tuned = tune_plan(tmp_path / "with")
     assert tuned["plan"]["max_grey_matter_fraction"] == 0.99 and tuned["plan"]["min_flair_contrast"] == 0.0
     assert tuned["chosen"]["mean_lf1"] == pytest.approx(1.0) and tuned["default"]["mean_lf1"] < 1.0
-    arrays = load_oof(tmp_path / "with")["a"]
-    floors = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.99), (0.0, 0.0, 0.4), (0.5, 0.2, 0.9)]
-    fast = _floor_scores(arrays, DEFAULT_PLAN, floors)
-    slow = [score_case(arrays, dataclasses.replace(DEFAULT_PLAN, lesion_score_threshold=s, min_flair_contrast=c,
-                                                   max_grey_matter_fraction=g)) for s, c, g in floors]
-    assert fast == slow
+    fast = _fast_search_is_exact(load_oof(tmp_path / "with")["a"],
+                                 [(0.0, 0.0, 1.0), (0.0, 0.0, 0.99), (0.0, 0.0, 0.4), (0.5, 0.2, 0.9)])
     assert fast[2][1] == 0.0  # 0.4 also drops the half-GM true lesion
-    save_oof(tmp_path / "without" / "fold_a", "a", probability, sphere, reference, contrast=contrast)
+    save_oof(tmp_path / "without" / "fold_a", "a", *maps, contrast=case["contrast"])
     assert {g["max_grey_matter_fraction"] for g in tune_plan(tmp_path / "without")["grid"]} == {1.0}
     fixed = tune_plan(tmp_path / "with", grey_matter_fractions=(0.9,))
     assert fixed["plan"]["max_grey_matter_fraction"] == 0.9 and fixed["grey_matter_fractions_searched"] == [0.9]
@@ -315,15 +319,12 @@ def test_the_nested_estimate_chooses_each_folds_plan_without_that_fold(tmp_path)
     from allnet_training.plan_tuning import save_oof, tune_plan
 
     for fold, with_false in (("a", True), ("b", False)):
-        reference = np.zeros((24, 24, 24), np.uint8)
-        reference[3:7, 3:7, 3:7] = 1
-        probability = np.where(reference > 0, 0.9, 0.05).astype(np.float32)
-        sphere = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
-        contrast = np.where(reference > 0, 0.8, 0.0).astype(np.float32)
-        if with_false:
-            probability[14:17, 14:17, 14:17], sphere[14:17, 14:17, 14:17] = 0.9, 0.8
-            contrast[14:17, 14:17, 14:17] = 0.1
-        save_oof(tmp_path / f"fold_{fold}", f"case_{fold}", probability, sphere, reference, contrast=contrast)
+        case = _lesion_and_false_positive(false_contrast=0.1)
+        if not with_false:
+            case["probability"][14:17, 14:17, 14:17], case["sphere"][14:17, 14:17, 14:17] = 0.05, 0.0
+            case["contrast"][14:17, 14:17, 14:17] = 0.0
+        save_oof(tmp_path / f"fold_{fold}", f"case_{fold}", case["probability"], case["sphere"],
+                 case["reference"], contrast=case["contrast"])
     tuned = tune_plan(tmp_path)
     assert tuned["plan"]["min_flair_contrast"] > 0 and tuned["chosen"]["mean_lf1"] == pytest.approx(1.0)
     nested = {row["case"]: row for row in tuned["nested"]["cases"]}
