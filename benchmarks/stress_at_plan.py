@@ -4,8 +4,8 @@
 5 mm slices, 8-bit, T2W removed: ``allnet_training.stress.perturb``), at the default
 post-processing. This script predicts the same perturbed scans once per fold model and
 post-processes each prediction with every plan given (``plan.json`` files of ``allnet-train
-plan``, or bare plans), as ``allnet segment`` would with that plan: vote, FLAIR-contrast map
-of the perturbed FLAIR, grey-matter map of the case's T1W tissue segmentation.
+plan``, or bare plans), as ``allnet segment`` would with that plan
+(``allnet_training.crossval.plan_labels``).
 
     python benchmarks/stress_at_plan.py --crossval runs/cv_stage7_avg_t2 \\
         --plan 7b=docs/model_card/plan_stage7b_average_t2.json \\
@@ -44,10 +44,8 @@ def main() -> int:
     from allnet.metrics import evaluate_case
     from allnet.model import load_model_file
     from allnet.plan import InferencePlan
-    from allnet.postprocess import postprocess_array
-    from allnet.tissue import grey_matter_indicator
     from allnet_training.cache import load_cached, prepare_cases
-    from allnet_training.crossval import model_flair_contrast, predict_cached
+    from allnet_training.crossval import plan_labels, predict_cached
     from allnet_training.data import dev_cases
     from allnet_training.plan_tuning import read_plan
     from allnet_training.stress import PERTURBATIONS, perturb
@@ -68,16 +66,11 @@ def main() -> int:
             return 2
         bundle = load_model_file(bundle_path)
         for case in (c for c in cases if c.subject_id == subject):
-            grey = grey_matter_indicator(case.tissue)
             for perturbation in PERTURBATIONS:
                 variant = perturb(case, perturbation)
-                contrast = model_flair_contrast(bundle.config, variant)
                 votes = {t: predict_cached(bundle, variant, threshold=t) for t in thresholds}
                 for name, plan in plans.items():
-                    prediction = votes[plan.threshold]
-                    labels, _ = postprocess_array(prediction.mask.astype(np.float32), plan,
-                                                  prediction.sphere_probability, contrast_map=contrast,
-                                                  grey_matter_map=grey)
+                    labels = plan_labels(votes[plan.threshold], variant, bundle.config, plan)
                     m = evaluate_case(labels > 0, case.mask, spacing=(1.0, 1.0, 1.0))
                     rows.append({"case": case.case_id, "perturbation": perturbation, "plan": name,
                                  "dsc": m.dsc, "lf1": m.lf1, "pred_ml": m.pred_volume_ml, "ref_ml": m.ref_volume_ml})

@@ -88,6 +88,17 @@ def model_flair_contrast(config: ModelConfig, case: CachedCase) -> np.ndarray | 
                           case.brain, case.tissue)
 
 
+def plan_labels(prediction, case: CachedCase, config: ModelConfig, plan: InferencePlan) -> np.ndarray:
+    """Lesion ids (KJI, working grid) of a cached case's prediction post-processed with ``plan``
+    as ``allnet segment`` does: the vote, the lesion scores, the FLAIR-contrast map of the FLAIR
+    the model was given and the case's grey-matter map, each only where the plan uses it."""
+    contrast = model_flair_contrast(config, case) if plan.min_flair_contrast > 0 else None
+    grey = grey_matter_indicator(case.tissue) if plan.max_grey_matter_fraction < 1 else None
+    labels, _ = postprocess_array(prediction.mask.astype(np.float32), plan, prediction.sphere_probability,
+                                  contrast_map=contrast, grey_matter_map=grey)
+    return labels
+
+
 def add_case_maps(out_dir: str | Path, cases: list[CachedCase], *, log=print) -> int:
     """Store the FLAIR-contrast map and the grey-matter map in every held-out prediction of
     the cross-validation ``out_dir`` that lacks them (predictions saved before the contrast

@@ -34,10 +34,9 @@ from allnet.pipeline import model_plan
 from allnet.plan import DEFAULT_PLAN, InferencePlan
 from allnet.postprocess import postprocess_array
 from allnet.preprocessing.intensity import normalise
-from allnet.tissue import grey_matter_indicator
 
 from .cache import MODALITIES, CachedCase
-from .crossval import model_flair_contrast, predict_cached, score
+from .crossval import plan_labels, predict_cached, score
 from .synth_acquisition import thick_slices
 
 PERTURBATIONS = ("none", "gm_bright", "thick_5mm", "8bit", "no_t2")
@@ -93,11 +92,7 @@ def final_mask(bundle: ModelBundle, case: CachedCase) -> np.ndarray:
     with the model's own inference plan (the defaults for a model without one)."""
     plan = InferencePlan.from_dict(model_plan(bundle))
     prediction = predict_cached(bundle, case, threshold=plan.threshold)
-    contrast = model_flair_contrast(bundle.config, case) if plan.min_flair_contrast > 0 else None
-    labels, _ = postprocess_array(prediction.mask.astype(np.float32), plan,
-                                  prediction.sphere_probability, contrast_map=contrast,
-                                  grey_matter_map=grey_matter_indicator(case.tissue))
-    return labels > 0
+    return plan_labels(prediction, case, bundle.config, plan) > 0
 
 
 def audit_volumes(mask: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, float]:

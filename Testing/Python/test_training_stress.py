@@ -74,3 +74,27 @@ def test_learning_curve_scores_every_snapshot(tmp_path):
     summary = json.loads((tmp_path / "curve.json").read_text())
     assert sorted(summary["mean"]) == ["10", "20"]
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_plan_labels_post_process_a_cached_prediction_as_segment_does():
+    """``plan_labels`` applies the plan's rules with the case's own maps: a detection lying in
+    the phantom's grey-matter shell goes with a grey-matter fraction of 0.99 and stays without
+    it; the true lesions in the white-matter core stay either way."""
+    from types import SimpleNamespace
+
+    from allnet.plan import InferencePlan
+    from allnet_training.crossval import plan_labels
+
+    from helpers_training import tiny_case, tiny_model_config
+
+    case = tiny_case(3, "s0")
+    vote = case.mask.astype(np.uint8).copy()
+    k, j, i = np.argwhere((case.tissue == 2) & (np.roll(case.tissue, 1, 2) == 2)
+                          & (np.roll(case.tissue, -1, 2) == 2))[0]
+    vote[k, j, i - 1:i + 2] = 1  # a 3-voxel detection in grey matter
+    prediction = SimpleNamespace(mask=vote, sphere_probability=None)
+    config = tiny_model_config()
+    keep_all = plan_labels(prediction, case, config, InferencePlan(min_lesion_mm3=0.0))
+    ruled = plan_labels(prediction, case, config, InferencePlan(min_lesion_mm3=0.0, max_grey_matter_fraction=0.99))
+    assert keep_all[k, j, i] > 0 and ruled[k, j, i] == 0
+    assert (ruled[case.mask > 0] > 0).all()
