@@ -56,6 +56,21 @@ def summary_name(entities: dict[str, str]) -> str:
     return derivative_name(entities, "summary")
 
 
+def _sidecar_name(name: str) -> str:
+    """The JSON sidecar written beside a NIfTI image or a TSV table."""
+    for extension in (".nii.gz", ".tsv"):
+        if name.endswith(extension):
+            return name[: -len(extension)] + ".json"
+    return ""
+
+
+def session_output_names(entities: dict[str, str]) -> set[str]:
+    """Every file name a session with ``entities`` may have in its ``anat`` folder (outputs
+    and their sidecars): what a rerun replaces or, when it does not write it, removes."""
+    names = {derivative_name(entities, key) for key in BIDS_OUTPUTS}
+    return names | {_sidecar_name(n) for n in names} - {""}
+
+
 def columns_sidecar(columns: tuple[Column, ...]) -> dict:
     """TSV sidecar: each column's Description and, when it has one, Units."""
     return {c.name: {"Description": c.description} | ({"Units": c.unit} if c.unit else {})
@@ -102,7 +117,7 @@ class SessionRunner:
         summary = json.loads((work / SUMMARY_FILE).read_text(encoding="utf-8"))
         sources = [self._uri(inputs[r]) for r in ("flair", "t1", "t2") if r in inputs]
         published: dict[str, str] = {}
-        with atomic_output_dir(anat_dir) as tmp:
+        with atomic_output_dir(anat_dir, owned=session_output_names(entities)) as tmp:
             for key, name in summary[SUMMARY_OUTPUTS_KEY].items():
                 if key == "summary":
                     continue

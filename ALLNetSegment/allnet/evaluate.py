@@ -23,13 +23,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from allnet import metrics
-from allnet.io import read_stored
+from allnet.io import atomic_output_dir, read_stored
 from allnet.atomic import atomic_file, write_json_atomic
 from allnet.contract import (EVALUATION_COMPARE_FILE, EVALUATION_CURVES_FILE, EVALUATION_METRICS_FILE,
                              EVALUATION_SUMMARY_FILE, IMAGE_SUFFIXES, MASK_FILE, PROBABILITY_FILE,
                              strip_image_suffix)
+from allnet.contract import RunSettings
 from allnet.errors import EXIT_OK, InputError
+from allnet.outputs import check_output_location
 
+EVALUATION_FILES = (EVALUATION_METRICS_FILE, EVALUATION_COMPARE_FILE, EVALUATION_SUMMARY_FILE,
+                    EVALUATION_CURVES_FILE)
 MASK_NAME = MASK_FILE                # a run's files (allnet segment / --cohort layout)
 PROBABILITY_NAME = PROBABILITY_FILE
 TABLE_COLUMNS = (  # (header, CaseMetrics attribute, format)
@@ -270,8 +274,13 @@ def plot_curves(lesion: metrics.LesionCurve | None, pr: metrics.PRCurve | None, 
 
 
 def write_outputs(result: EvaluationResult, out_dir: Path, settings: dict) -> dict[str, str]:
-    """metrics.csv, summary.json, [metrics_compare.csv], [curves.png] in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """metrics.csv, summary.json, [metrics_compare.csv], [curves.png] in ``out_dir``, all or
+    nothing (``allnet.io.atomic_output_dir``; a rerun's files replace the earlier run's)."""
+    with atomic_output_dir(out_dir, owned=EVALUATION_FILES) as tmp:
+        return _write_outputs(result, Path(tmp), settings)
+
+
+def _write_outputs(result: EvaluationResult, out_dir: Path, settings: dict) -> dict[str, str]:
     written = {"metrics": EVALUATION_METRICS_FILE, "summary": EVALUATION_SUMMARY_FILE}
     _write_csv(out_dir / EVALUATION_METRICS_FILE, result.cases)
     if result.compare_cases:
@@ -343,14 +352,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--no-curves", action="store_true", help="skip the lesion-wise and PR curves")
     parser.add_argument("-o", "--output-dir", type=Path, default=None, metavar="OUT_DIR",
                         help="write metrics.csv, summary.json and curves.png here")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of internal errors")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``allnet evaluate``; raises InputError for bad input (exit code 2)."""
-    if args.min_lesion_mm3 < 0:
-        raise InputError(None, f"--min-lesion-mm3 must be >= 0, got {args.min_lesion_mm3}")
+    # the same bounds as segment's --min-lesion-mm3 (SettingError names the option)
+    RunSettings(min_lesion_mm3=args.min_lesion_mm3).validate()
+    if args.output_dir is not None:
+        check_output_location(args.output_dir)
     cases = find_cases(args.pred, args.ref, args.probability, args.compare)
     result = evaluate_cases(cases, args.connectivity, args.min_lesion_mm3, curves=not args.no_curves,
                             log=lambda m: print(m, flush=True) if len(cases) > 1 else None)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -194,12 +194,14 @@ def _merge_into(src: Path, dst: Path) -> None:
 
 
 @contextmanager
-def atomic_output_dir(final_dir: str | Path) -> Iterator[Path]:
+def atomic_output_dir(final_dir: str | Path, owned: Iterable[str] = ()) -> Iterator[Path]:
     """Build an output folder in a sibling temporary folder and publish it on success.
 
     Yields the temporary folder to write into. When the block succeeds the folder is
     renamed to ``final_dir``; if ``final_dir`` already holds files, the new files replace
-    same-named ones (each by an atomic rename) and other files stay. When the block raises,
+    same-named ones (each by an atomic rename), entries named in ``owned`` (the names this
+    kind of run may write) that this run did not write are removed, so an earlier run's
+    outputs never sit beside the new ones, and other files stay. When the block raises,
     the temporary folder is removed and ``final_dir`` is left as it was.
     """
     final = Path(final_dir)
@@ -213,7 +215,14 @@ def atomic_output_dir(final_dir: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if final.is_dir() and any(final.iterdir()):
+            written = {entry.name for entry in tmp.iterdir()}
             _merge_into(tmp, final)
+            for name in set(owned) - written:
+                stale = final / name
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale)
+                elif stale.exists() or stale.is_symlink():
+                    stale.unlink()
         else:
             if final.is_dir():
                 final.rmdir()

@@ -18,8 +18,6 @@ space.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -30,7 +28,7 @@ import SimpleITK as sitk
 
 from . import __version__, change as change_rules
 from .anatomy import compute_anatomy
-from .contract import SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings
+from .contract import LONGITUDINAL_OUTPUT_FILES, SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings
 from .errors import InputError
 from .grid import array_to_working_image
 from .inference import predict
@@ -47,6 +45,7 @@ from .preprocessing.noise import model_inputs
 from .preprocessing.pair import VISIT_NAMES, VISITS, PairCase, VisitImages, preprocess_pair
 from .progress import Progress
 from .tissue import grey_matter_indicator
+from .validation import check_distinct_files
 
 ROLE_NAMES = {"flair": "FLAIR", "t1": "T1W", "t2": "T2W"}
 
@@ -77,39 +76,6 @@ class LongitudinalResult:
 
 
 # ----------------------------------------------------------------- input checks
-def _digest(path: Path) -> str:
-    """SHA-256 of a file, or of a DICOM folder's files in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for item in files:
-        with item.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def check_distinct_files(inputs: dict[str, ImageInput]) -> None:
-    """InputError naming both inputs when one file (same path, or identical bytes) is given
-    twice, e.g. the baseline FLAIR again as the follow-up FLAIR. Missing files are left to
-    the reader (it names them)."""
-    seen: dict[tuple, str] = {}
-    for label, value in inputs.items():
-        if value is None or isinstance(value, sitk.Image):
-            continue
-        path = Path(value)
-        if not path.exists():
-            continue
-        keys = [("path", os.path.realpath(path))]
-        if path.is_file() or path.is_dir():
-            keys.append(("content", path.stat().st_size if path.is_file() else -1, _digest(path)))
-        for key in keys:
-            if key in seen:
-                raise InputError(value, f"is given as the {label} and again as the {seen[key]} "
-                                        f"({'the same file' if key[0] == 'path' else 'identical content'}); "
-                                        "each visit needs its own images")
-            seen[key] = label
-
-
 def _check_images_differ(baseline: sitk.Image, followup: sitk.Image, names: tuple[str, str]) -> None:
     """The two FLAIRs, once read, must not be one image (a copy under another name or format)."""
     if (baseline.GetSize() == followup.GetSize()
@@ -174,7 +140,8 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
                                "(--baseline-t1 or --followup-t1)")
     check_distinct_files({"baseline FLAIR": baseline_flair, "follow-up FLAIR": followup_flair,
                           "baseline T1W": baseline_t1, "follow-up T1W": followup_t1,
-                          "baseline T2W": baseline_t2, "follow-up T2W": followup_t2})
+                          "baseline T2W": baseline_t2, "follow-up T2W": followup_t2},
+                         hint="each visit and modality needs its own image")
     if output_dir is not None:
         check_output_location(output_dir)
     progress = progress or Progress()
@@ -256,7 +223,7 @@ def run_longitudinal(baseline_flair: ImageInput, followup_flair: ImageInput, *,
 
         progress.stage("writing", message=f"writing outputs to {output_dir}")
         output_dir = Path(output_dir)
-        with atomic_output_dir(output_dir) as tmp:
+        with atomic_output_dir(output_dir, owned=LONGITUDINAL_OUTPUT_FILES.values()) as tmp:
             files = write_longitudinal_files(Path(tmp), outcome, report=settings.report)
             _finish(progress, summary, started, case)
             summary[SUMMARY_OUTPUTS_KEY] = files

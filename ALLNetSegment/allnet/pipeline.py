@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from . import __version__, outputs
 from .anatomy import compute_anatomy
-from .contract import REPORT_FILE, SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings, SettingError, stage_span
+from .contract import OUTPUT_FILES, REPORT_FILE, SUMMARY_OUTPUTS_KEY, SUMMARY_PLAN_KEY, RunSettings, SettingError, stage_span
 from .errors import ModelError
 from .grid import array_to_working_image
 from .inference import predict
@@ -32,6 +32,7 @@ from .preprocessing.noise import model_inputs
 from .preprocessing.pipeline import PreprocessedCase, preprocess
 from .progress import Progress
 from .tissue import grey_matter_indicator
+from .validation import check_distinct_files
 
 ImageInput = "str | Path | sitk.Image"
 
@@ -165,6 +166,8 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
     when the whole run succeeded (built in a temporary sibling folder).
     """
     settings = (options or RunSettings()).validate()
+    check_distinct_files({"T1W": t1, "FLAIR": flair, "T2W": t2},
+                         hint="T1W, FLAIR and T2W each need their own image")
     if output_dir is not None:
         outputs.check_output_location(output_dir)
     progress = progress or Progress()
@@ -239,7 +242,7 @@ def run_pipeline(t1: ImageInput, flair: ImageInput, t2: ImageInput | None = None
         progress.stage("writing", message=f"writing outputs to {output_dir}")
         output_dir = Path(output_dir)
         working = _working_arrays(case, prediction, anatomy) if settings.save_working_grid else None
-        with atomic_output_dir(output_dir) as tmp:
+        with atomic_output_dir(output_dir, owned=OUTPUT_FILES.values()) as tmp:
             files = outputs.write_result_files(Path(tmp), result, settings, working)
             _finish(progress, summary, started, case, totals)
             if settings.report:

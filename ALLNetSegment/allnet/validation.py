@@ -7,7 +7,9 @@ numpy views in KJI order; volumes are in mL (1 mL = 1000 mm^3).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,40 @@ FIXED_WORKING_BYTES = 1024**3
 
 # Plausible adult brain volume after brain extraction (mL).
 BRAIN_VOLUME_RANGE_ML = (700.0, 2200.0)
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, or of a DICOM folder's files in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        with item.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_distinct_files(inputs: Mapping[str, object], hint: str) -> None:
+    """InputError naming the input when one file (same path, or identical bytes) is given
+    under two roles, e.g. the FLAIR again as the T1W. ``inputs``: role -> path (str/PathLike);
+    other values (None, in-memory images) are skipped, as are missing files (the reader names
+    them). ``hint`` ends the message (what each role needs)."""
+    seen: dict[tuple, str] = {}
+    for label, value in inputs.items():
+        if not isinstance(value, (str, os.PathLike)):
+            continue
+        path = Path(value)
+        if not path.exists():
+            continue
+        keys = [("path", os.path.realpath(path))]
+        if path.is_file() or path.is_dir():
+            keys.append(("content", path.stat().st_size if path.is_file() else -1, _digest(path)))
+        for key in keys:
+            if key in seen:
+                raise InputError(value, f"is given as the {label} and again as the {seen[key]} "
+                                        f"({'the same file' if key[0] == 'path' else 'identical content'}); "
+                                        f"{hint}")
+            seen[key] = label
 
 
 def check_exists(path: str | Path) -> Path:

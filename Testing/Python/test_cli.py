@@ -67,9 +67,28 @@ def test_bad_model_file_exit_4(tmp_path) -> None:
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a model")
     t1 = _write(tmp_path / "T1.nii.gz", np.random.default_rng(0).random((20, 30, 30)))
-    proc = _run("segment", "--t1", str(t1), "--flair", str(t1), "-o", str(tmp_path / "o"),
+    flair = _write(tmp_path / "FLAIR.nii.gz", np.random.default_rng(1).random((20, 30, 30)))
+    proc = _run("segment", "--t1", str(t1), "--flair", str(flair), "-o", str(tmp_path / "o"),
                 "--model", str(bad), "--progress", "none")
     assert proc.returncode == 4 and "model.pt" in proc.stderr
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["same path", "identical copy"])
+def test_one_image_given_as_t1w_and_flair_is_exit_2(tmp_path, model_file, capsys, copy) -> None:
+    """A FLAIR given again as the T1W would pass the one-head check trivially (edge
+    correlation 1) and give a meaningless result: refused before any work."""
+    flair = _write(tmp_path / "FLAIR.nii.gz", np.random.default_rng(0).random((20, 30, 30)))
+    t1 = flair
+    if copy:
+        t1 = tmp_path / "T1.nii.gz"
+        t1.write_bytes(flair.read_bytes())
+    out = tmp_path / "out"
+    code = cli.main(["segment", "--t1", str(t1), "--flair", str(flair), "-o", str(out),
+                     "--model", str(model_file), "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "T1W" in err and "FLAIR" in err
+    assert ("identical content" if copy else "the same file") in err
+    assert not out.exists()
 
 
 def test_bad_setting_exit_2(tmp_path, model_file, capsys) -> None:

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from allnet import evaluate as E
 from allnet import metrics as M
+from allnet.contract import SettingError
 from allnet.errors import EXIT_OK, InputError
 
 SPACING = (1.0, 1.0, 1.5)
@@ -143,6 +144,34 @@ def test_bad_inputs(tmp_path):
         cli(pp, rp, "--probability", write(tmp_path / "p2.nii.gz", prob * 3))
     with pytest.raises(InputError, match="two files or two folders"):
         cli(pp, tmp_path)
+
+
+def test_bad_output_location_and_minimum_size_are_refused_before_scoring(tmp_path):
+    ref, pred, _ = make_case(3)
+    rp, pp = write(tmp_path / "ref.nii.gz", ref), write(tmp_path / "pred.nii.gz", pred)
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match="not a folder") as info:
+        cli(pp, rp, "-o", a_file)
+    assert info.value.path.endswith("taken.txt")
+    for bad in ("nan", "inf", "-1"):  # segment's bounds for the same option
+        with pytest.raises(SettingError, match="min-lesion-mm3"):
+            cli(pp, rp, "--min-lesion-mm3", bad)
+
+
+def test_rerun_into_the_same_folder_leaves_no_file_of_the_earlier_run(tmp_path):
+    ref, pred, prob = make_case(4)
+    rp = write(tmp_path / "ref" / "c.nii.gz", ref)
+    pp = write(tmp_path / "pred" / "c.nii.gz", pred)
+    prob_file = write(tmp_path / "prob.nii.gz", prob)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert cli(pp, rp, "--probability", prob_file, "-o", out) == EXIT_OK
+    assert (out / "curves.png").is_file()
+    assert cli(pp, rp, "--no-curves", "-o", out) == EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "notes.txt", "summary.json"]
+    assert "curves" not in json.loads((out / "summary.json").read_text())["outputs"]
 
 
 def test_unmatched_cases_in_folders(tmp_path):

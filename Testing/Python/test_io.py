@@ -156,6 +156,22 @@ def test_atomic_output_dir_merges_into_existing_only_on_success(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
 
 
+def test_atomic_output_dir_removes_owned_names_the_run_did_not_write(tmp_path):
+    """A rerun without, e.g., the probability map must not leave the earlier run's map
+    beside the new mask; files the tool does not own stay."""
+    final = tmp_path / "results"
+    with atomic_output_dir(final, owned=("mask", "probability", "mni")) as work:
+        for name in ("mask", "probability"):
+            (work / name).write_text("run 1")
+        (work / "mni").mkdir()
+        (work / "mni" / "flair").write_text("run 1")
+    (final / "notes.txt").write_text("keep")
+    with atomic_output_dir(final, owned=("mask", "probability", "mni")) as work:
+        (work / "mask").write_text("run 2")
+    assert sorted(p.name for p in final.iterdir()) == ["mask", "notes.txt"]
+    assert (final / "mask").read_text() == "run 2"
+
+
 def test_atomic_output_dir_refuses_a_file_path(tmp_path):
     target = tmp_path / "results"
     target.write_text("not a folder")
