@@ -52,6 +52,8 @@ def write_mni_case(folder: Path, seed: int, n_lesions: int) -> dict[str, Path]:
     images = synthesize_contrasts(maps["gm"], maps["wm"], maps["csf"], maps["brain_mask"], rng, head=False)
     lesions = ellipsoid_lesions(maps["wm"].shape, maps["wm"], n_lesions, rng, radius_mm=(2.0, 5.0))
     images, truth = insert_lesions(images, lesions, maps["wm"], rng, brain_mask=maps["brain_mask"])
+    # skull-stripped as such data sets are: zero outside the brain (the noise is everywhere)
+    images = {name: array * (maps["brain_mask"] > 0) for name, array in images.items()}
     paths = {}
     for name, array in images.items():
         paths[name] = folder / f"{name.upper()}.nii.gz"

@@ -10,7 +10,8 @@ from allnet.grid import WORKING_SHAPE_KJI, array_to_working_image, working_refer
 from allnet.preprocessing.bias import correct_bias
 from allnet.preprocessing.brain import extract_brain, mask_volume_ml, to_deepbet_grid
 from allnet.preprocessing.intensity import CLIP, normalise
-from allnet.preprocessing.pipeline import PreprocessedCase, preprocess
+from allnet.preprocessing.pipeline import PreprocessedCase, check_mni_brain, preprocess
+from allnet.templates import load_template
 from allnet.progress import Progress
 from helpers_io import oblique_direction
 
@@ -129,6 +130,24 @@ def test_preprocess_already_in_mni_resamples_an_off_grid_input():
     moved = np.roll(inside, 4, axis=0)  # k is the S axis of the working grid
     assert abs(int(case.brain_mask.sum()) - int(moved.sum())) < 0.02 * moved.sum()
     assert (case.brain_mask.astype(bool) & moved).sum() > 0.98 * moved.sum()
+
+
+def test_preprocessed_input_that_is_not_a_brain_on_the_mni_grid_is_refused():
+    """--preprocessed: a whole head (not skull-stripped) or a brain placed elsewhere in
+    space (native scanner coordinates, origin at a corner) is named, not segmented."""
+    t1, flair, inside = mni_like_case()
+    head = array_to_working_image(np.where(np.roll(inside, 0), 300.0, 0.0).astype(np.float32) + 1.0)
+    with pytest.raises(InputError, match="not a skull-stripped brain") as info:
+        preprocess(t1, head, None, already_in_mni=True, paths={"flair": "head_FLAIR.nii.gz"})
+    assert info.value.path.endswith("head_FLAIR.nii.gz")
+    template = sitk.GetArrayFromImage(load_template().brain_mask) > 0
+    assert check_mni_brain("MNI.nii.gz", template) == 1.0
+    elsewhere = np.roll(template, 70, axis=1)  # the same brain 7 cm anterior (wrapped: same volume)
+    with pytest.raises(InputError, match="MNI template's brain") as info:
+        check_mni_brain("moved_FLAIR.nii.gz", elsewhere)
+    assert info.value.path.endswith("moved_FLAIR.nii.gz")
+    case = preprocess(t1, flair, None, already_in_mni=True)
+    assert 0.5 <= case.qc["template_brain_dice"] <= 1.0
 
 
 def test_preprocess_can_be_cancelled():
