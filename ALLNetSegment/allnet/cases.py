@@ -245,7 +245,8 @@ def cohort_cases(cases_dir: str | Path, output_dir: str | Path) -> list[Case]:
     ``problem``."""
     cases_dir, output_dir = Path(cases_dir), Path(output_dir)
     if not cases_dir.is_dir():
-        raise InputError(cases_dir, "cohort folder does not exist")
+        raise InputError(cases_dir, "cohort folder does not exist" if not cases_dir.exists()
+                         else "is a file; --cohort takes a folder with one sub-folder per case")
     case_dirs = sorted(p for p in cases_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not case_dirs:
         raise InputError(cases_dir, "cohort folder has no case sub-folders")

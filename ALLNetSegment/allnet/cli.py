@@ -64,6 +64,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
     options = _options(args).validate()
+    if args.cohort and (args.t1 or args.flair or args.t2):
+        raise InputError(None, "give either --cohort FOLDER or --t1/--flair/--t2 of one case, not both")
+    if not args.cohort and (args.workers != 1 or args.scheduler or args.resume):
+        raise InputError(None, "--workers, --scheduler and --resume apply to --cohort runs only")
     check_output_location(args.output)
     if args.cohort:
         return _run_cohort(args, options)

@@ -344,6 +344,8 @@ def load_model_file(path: str | Path) -> ModelBundle:
     """
     path = Path(path)
     name = str(path)
+    if path.is_dir():
+        raise ModelError(f"{name}: is a folder, not a model file (.pt)")
     if not path.is_file():
         raise ModelError(f"{name}: model file not found")
     try:
@@ -351,14 +353,16 @@ def load_model_file(path: str | Path) -> ModelBundle:
     except pickle.UnpicklingError as exc:
         # torch's message advises weights_only=False, which must never be done with an
         # untrusted file; keep only its diagnosis line.
-        detail = [ln.strip() for ln in str(exc).splitlines()
+        detail = [ln.strip().split(" Please")[0].split(" Check the")[0].rstrip(". ")
+                  for ln in str(exc).splitlines()
                   if "unsupported" in ln.lower() and "weights_only" not in ln]
         raise ModelError(f"{name}: not a valid ALLNet model file: it is corrupt or holds objects "
                          f"other than tensors and plain containers, and was not loaded"
                          + (f" ({detail[0][:200]})" if detail else "")) from exc
     except Exception as exc:  # noqa: BLE001 - any failure of a weights-only load is a bad file
-        raise ModelError(f"{name}: unreadable or truncated model file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
+        raise ModelError(f"{name}: not a readable model file: truncated, corrupt or not written by "
+                         f"ALLNet ({type(exc).__name__}"
+                         f"{': ' + str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ModelError(f"{name}: not an ALLNet model file (no '{FORMAT_NAME}' format tag)")
     if payload.get("format_version") != FORMAT_VERSION:

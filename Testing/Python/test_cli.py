@@ -73,6 +73,21 @@ def test_bad_model_file_exit_4(tmp_path) -> None:
     assert proc.returncode == 4 and "model.pt" in proc.stderr
 
 
+def test_batch_options_without_a_cohort_and_a_cohort_with_case_files_are_refused(tmp_path, model_file,
+                                                                                 capsys) -> None:
+    out = tmp_path / "out"
+    base = ["segment", "-o", str(out), "--model", str(model_file), "--progress", "none"]
+    assert cli.main([*base, "--t1", "a.nii.gz", "--flair", "b.nii.gz", "--workers", "2"]) == 2
+    assert "apply to --cohort runs only" in capsys.readouterr().err
+    assert cli.main([*base, "--cohort", str(tmp_path), "--t1", "a.nii.gz"]) == 2
+    assert "either --cohort FOLDER or --t1/--flair/--t2" in capsys.readouterr().err
+    a_file = tmp_path / "cases.txt"
+    a_file.write_text("x")
+    assert cli.main([*base, "--cohort", str(a_file)]) == 2
+    assert "is a file; --cohort takes a folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("copy", [False, True], ids=["same path", "identical copy"])
 def test_one_image_given_as_t1w_and_flair_is_exit_2(tmp_path, model_file, capsys, copy) -> None:
     """A FLAIR given again as the T1W would pass the one-head check trivially (edge

@@ -191,9 +191,11 @@ def test_pickle_with_code_is_refused_and_not_executed(tmp_path, monkeypatch, pay
                "meta": {"x": _Evil() if payload_kind == "reduce" else _Innocent()}, "fp16": False}
     path = tmp_path / "evil.pt"
     torch.save(payload, path)
-    with pytest.raises(ModelError, match="evil.pt"):
+    with pytest.raises(ModelError, match="evil.pt") as info:
         load_model_file(path)
     assert not marker.exists()
+    # torch's advice to allow the class (add_safe_globals / weights_only=False) is not passed on
+    assert "add_safe_globals" not in str(info.value) and "weights_only" not in str(info.value)
     # the same object as a bare pickle file (not torch's zip format) is refused too
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps(_Evil()))
@@ -219,6 +221,8 @@ def test_truncated_garbage_and_missing_files(tmp_path):
     for path in (truncated, empty, tmp_path / "absent.pt", *garbage):
         with pytest.raises(ModelError, match=path.name):
             load_model_file(path)
+    with pytest.raises(ModelError, match="is a folder, not a model file"):
+        load_model_file(tmp_path)
 
 
 def _write(path: Path, **changes) -> Path:
