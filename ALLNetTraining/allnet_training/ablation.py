@@ -11,7 +11,7 @@ import csv
 from dataclasses import replace
 from pathlib import Path
 
-from allnet.atomic import write_text_atomic
+from allnet.atomic import atomic_file, write_text_atomic
 from allnet.metrics import summarise
 from allnet.model import ModelConfig
 from allnet.synthesis import LesionShapeBank
@@ -54,7 +54,7 @@ def _fmt(v) -> str:
 def write_table(rows: list[dict], out: Path) -> str:
     """Write ``ablation.csv`` and ``ablation.md``; returns the markdown."""
     cols = ["method"] + [c for c, _ in TABLE_COLUMNS]
-    with open(out / "ablation.csv", "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(out / "ablation.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
         writer.writerows(rows)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -176,8 +177,19 @@ def load_cached(path: str | Path) -> CachedCase:
             return CachedCase(str(z["case_id"]), str(z["subject_id"]), z["images"], z["anatomy"],
                               z["mask"], z["brain"], z["tissue"],
                               tuple(str(m) for m in z["present"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(path, f"unreadable training cache file ({exc})") from exc
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(path, f"unreadable training cache file ({type(exc).__name__}: corrupt, or not "
+                               "written by allnet-train prepare); delete it and run allnet-train "
+                               "prepare, which makes it again") from exc
+
+
+def _readable(path: Path) -> bool:
+    """A cache file whose archive and every array's checksum are intact."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 def prepare_cases(cases: list[Case], cache_dir: str | Path, *, log=print) -> list[Path]:
@@ -186,6 +198,9 @@ def prepare_cases(cases: list[Case], cache_dir: str | Path, *, log=print) -> lis
     out = []
     for case in cases:
         path = cache_path(case, cache_dir, version)
+        if path.is_file() and not _readable(path):
+            log(f"{path}: corrupt cache file, made again")
+            path.unlink()
         if not path.is_file():
             t0 = time.perf_counter()
             cached, times = preprocess_case(case)

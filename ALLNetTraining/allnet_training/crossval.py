@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from allnet.atomic import write_text_atomic
+from allnet.atomic import atomic_file, write_text_atomic
 from allnet.inference import predict
 from allnet.metrics import DEFAULT_CONNECTIVITY, CaseMetrics, evaluate_case, summarise
 from allnet.plan import DEFAULT_PLAN, InferencePlan
@@ -297,7 +297,7 @@ def write_reports(results: list[FoldResult], out: Path) -> dict:
                         "baseline_lesions": b.n_pred_lesions,
                         "ref_volume_ml": m.ref_volume_ml, "model_volume_ml": m.pred_volume_ml})
             rows.append(row)
-    with open(out / "crossval.csv", "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(out / "crossval.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from allnet.atomic import write_json_atomic, write_text_atomic
+from allnet.atomic import atomic_file, write_json_atomic, write_text_atomic
 from allnet.metrics import CaseMetrics, summarise
 from allnet.plan import DEFAULT_PLAN, InferencePlan
 
@@ -123,7 +123,7 @@ def write_scores(out: Path, default: InferencePlan, chosen: InferencePlan,
         row.update({"ref_volume_ml": m.ref_volume_ml, "model_volume_ml": m.pred_volume_ml,
                     "calibrated_volume_ml": c.pred_volume_ml})
         rows.append(row)
-    with open(out / "crossval.csv", "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(out / "crossval.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from allnet.atomic import atomic_file, write_json_atomic
+from allnet.errors import InputError
 from allnet.metrics import evaluate_case
 from allnet.plan import DEFAULT_PLAN, MODEL_INPUT_KEYS, InferencePlan
 from allnet.postprocess import postprocess_array
@@ -81,8 +83,12 @@ def load_oof(out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """Every stored held-out case under ``out_dir/fold_*/oof/`` (case id -> arrays)."""
     found = {}
     for path in sorted(Path(out_dir).glob(f"fold_*/{OOF_DIR}/*.npz")):
-        with np.load(path) as data:
-            found[path.stem] = {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                found[path.stem] = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(path, f"unreadable held-out prediction ({type(exc).__name__}: corrupt, or "
+                                   "not written by allnet-train crossval); run that fold again") from None
     return found
 
 

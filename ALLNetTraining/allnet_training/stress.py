@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from allnet.atomic import write_text_atomic
+from allnet.atomic import atomic_file, write_text_atomic
 from allnet.model import ModelBundle, load_model_file
 from allnet.pipeline import model_plan
 from allnet.plan import DEFAULT_PLAN, InferencePlan
@@ -139,7 +139,7 @@ def run_stress(cases: list[CachedCase], crossval_dir: str | Path, *, log=print) 
 
 
 def write_reports(rows: list[dict], out: Path) -> None:
-    with open(out / "stress.csv", "w", newline="", encoding="utf-8") as handle:
+    with atomic_file(out / "stress.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

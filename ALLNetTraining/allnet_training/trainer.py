@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from allnet.atomic import atomic_file, write_text_atomic
+from allnet.errors import InputError
 from allnet.inference import resolve_device  # noqa: F401  (one device rule; re-exported)
 from allnet.model import ALLNet, ModelConfig, save_model_file
 
@@ -206,13 +207,18 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
     elapsed_before = 0.0
     ckpt_path = out / "checkpoint.pt" if out is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.last_epoch = int(ckpt["scheduler_last_epoch"])
-        scheduler._last_lr = [float(v) for v in ckpt["scheduler_last_lr"]]  # noqa: SLF001
-        rows = list(ckpt["log"])
-        start_epoch = int(ckpt["epoch"])
+        try:  # weights_only: a checkpoint can never run code; anything unreadable is named
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            net.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.last_epoch = int(ckpt["scheduler_last_epoch"])
+            scheduler._last_lr = [float(v) for v in ckpt["scheduler_last_lr"]]  # noqa: SLF001
+            rows = list(ckpt["log"])
+            start_epoch = int(ckpt["epoch"])
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            raise InputError(ckpt_path, f"cannot resume from this checkpoint ({type(exc).__name__}: "
+                                        "corrupt, not an allnet-train checkpoint, or of another "
+                                        "architecture); delete it or run without --resume") from None
         elapsed_before = float(ckpt.get("seconds", 0.0))
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
         if distributed else net
