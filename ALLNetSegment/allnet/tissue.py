@@ -121,22 +121,16 @@ def _check_inputs(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | N
     return priors
 
 
-def segment_tissue(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | None = None, *,
-                   max_iterations: int = MAX_ITERATIONS, prior_floor: float = PRIOR_FLOOR,
-                   neighbourhood_sigma_vox: float = NEIGHBOURHOOD_SIGMA_VOX) -> TissueSegmentation:
-    """Segment CSF, GM and WM in ``t1`` (KJI float) inside ``brain_mask`` (KJI, nonzero = brain).
-
-    ``priors``: (3, K, J, I) CSF, GM, WM prior probabilities; default: the smoothed template
-    priors (then ``t1`` must be on the working grid). ``neighbourhood_sigma_vox`` 0 skips the
-    final neighbourhood step. Raises InputError for mismatched shapes, an empty mask or
-    non-finite intensities in the mask.
-    """
-    priors = _check_inputs(t1, brain_mask, priors)
+def _em(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray, max_iterations: int,
+        prior_floor: float, name: str = "T1W") -> tuple:
+    """EM of the three-class mixture on a fixed-stride sample of the brain's voxels.
+    Returns (box, mask in the box, intensities, log priors, means, stds); the means are in
+    the priors' order (CSF, GM, WM), not sorted."""
     box = _bounding_box(brain_mask != 0, pad=2)
     mask = brain_mask[box] != 0
-    x = np.asarray(t1[box][mask], dtype=np.float32)
+    x = np.asarray(image[box][mask], dtype=np.float32)
     if not np.all(np.isfinite(x)):
-        raise InputError(None, "T1W has NaN or infinite values inside the brain mask")
+        raise InputError(None, f"{name} has NaN or infinite values inside the brain mask")
     lo, hi = np.percentile(x, [0.5, 99.5])
     intensity_range = max(float(hi - lo), 1e-6)
     std_floor = intensity_range * _MIN_STD_FRACTION
@@ -156,6 +150,30 @@ def segment_tissue(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | 
         means, stds = _fit(xs, post, std_floor)
         if np.max(np.abs(means - previous)) < TOLERANCE * intensity_range:
             break
+    return box, mask, x, log_prior, means, stds
+
+
+def class_means(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | None = None) -> np.ndarray:
+    """Mean intensity of the CSF, GM and WM classes of ``image`` (KJI, working grid unless
+    ``priors`` are given) inside ``brain_mask``: the EM of :func:`segment_tissue` with the
+    template priors, in the priors' order and NOT sorted, so it shows the image's contrast
+    (T1W: CSF < GM < WM; FLAIR: CSF darkest, GM near WM; T2W: CSF brightest). Input units."""
+    priors = _check_inputs(image, brain_mask, priors)
+    return _em(image, brain_mask, priors, MAX_ITERATIONS, PRIOR_FLOOR, name="image")[4]
+
+
+def segment_tissue(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | None = None, *,
+                   max_iterations: int = MAX_ITERATIONS, prior_floor: float = PRIOR_FLOOR,
+                   neighbourhood_sigma_vox: float = NEIGHBOURHOOD_SIGMA_VOX) -> TissueSegmentation:
+    """Segment CSF, GM and WM in ``t1`` (KJI float) inside ``brain_mask`` (KJI, nonzero = brain).
+
+    ``priors``: (3, K, J, I) CSF, GM, WM prior probabilities; default: the smoothed template
+    priors (then ``t1`` must be on the working grid). ``neighbourhood_sigma_vox`` 0 skips the
+    final neighbourhood step. Raises InputError for mismatched shapes, an empty mask or
+    non-finite intensities in the mask.
+    """
+    priors = _check_inputs(t1, brain_mask, priors)
+    box, mask, x, log_prior, means, stds = _em(t1, brain_mask, priors, max_iterations, prior_floor)
     loglik = _log_likelihoods(x, means, stds)
     post = _posteriors(log_prior, loglik)
 

@@ -93,13 +93,18 @@ def test_not_a_brain_t1_is_rejected_naming_the_file():
 
 
 def mni_like_case():
-    """Blob 'brain' images on the working grid, zero outside, a hole inside the FLAIR."""
-    k, j, i = np.meshgrid(*(np.linspace(-1, 1, n) for n in WORKING_SHAPE_KJI), indexing="ij")
-    inside = (i / 0.7) ** 2 + (j / 0.75) ** 2 + (k / 0.7) ** 2 < 1
+    """Brain-like images on the working grid (template tissue priors with T1W and FLAIR
+    contrasts and noise), zero outside the template's brain, a zero voxel inside the FLAIR."""
+    from scipy import ndimage
+
+    template = load_template()
+    csf, gm, wm = (sitk.GetArrayFromImage(getattr(template, n)) for n in ("csf", "gm", "wm"))
+    inside = ndimage.binary_fill_holes(sitk.GetArrayFromImage(template.brain_mask) > 0)
     rng = np.random.default_rng(0)
-    flair = np.where(inside, rng.normal(300, 30, inside.shape), 0).astype(np.float32)
+    noise = rng.normal(0, 20, inside.shape)
+    t1 = np.where(inside, 300 * csf + 600 * gm + 800 * wm + noise, 0).astype(np.float32)
+    flair = np.where(inside, 100 * csf + 330 * gm + 300 * wm + noise, 0).astype(np.float32)
     flair[91, 109, 91] = 0.0  # e.g. a zero voxel inside: the mask must fill it
-    t1 = np.where(inside, 600 - 0.5 * flair, 0).astype(np.float32)
     return array_to_working_image(t1), array_to_working_image(flair), inside
 
 
@@ -120,6 +125,27 @@ def test_preprocess_already_in_mni():
     assert case.working_to_native.TransformPoint((1.0, 2.0, 3.0)) == (1.0, 2.0, 3.0)
     assert case.qc["brain_volume_ml"] == pytest.approx(inside.sum() / 1000)
     assert events and events[0][0] == "resampling"
+
+
+def test_images_in_the_wrong_roles_are_named_or_let_through_with_a_warning():
+    """A FLAIR given as the T1W and the T1W as the FLAIR pass the one-head check; their
+    contrasts do not (``allnet.preprocessing.roles``)."""
+    t1, flair, _ = mni_like_case()
+    paths = {"t1": "a_T1W.nii.gz", "flair": "a_FLAIR.nii.gz", "t2": "a_T2W.nii.gz"}
+    case = preprocess(t1, flair, None, already_in_mni=True, paths=paths)
+    levels = case.qc["tissue_levels"]
+    assert levels["t1"]["csf"] == -1.0 and levels["flair"]["csf"] == -1.0
+    assert levels["t1"]["gm"] < levels["flair"]["gm"]
+    with pytest.raises(InputError, match="swapped") as info:
+        preprocess(flair, t1, None, already_in_mni=True, paths={"t1": paths["flair"], "flair": paths["t1"]})
+    assert info.value.path == "a_FLAIR.nii.gz"  # the file given as the T1W
+    t2_like = sitk.Cast(sitk.Mask(1200 - t1, t1 > 0), sitk.sitkFloat32)  # CSF brightest
+    with pytest.raises(InputError, match="CSF is darker than its white matter, unlike a T2W"):
+        preprocess(t1, flair, t1, already_in_mni=True, paths=paths)
+    case = preprocess(t1, flair, t2_like, already_in_mni=True, paths=paths)
+    assert case.qc["tissue_levels"]["t2"]["csf"] == 1.0 and not case.warnings
+    swapped = preprocess(flair, t1, None, already_in_mni=True, allow_mismatch=True)
+    assert any("swapped" in w and "--allow-mismatch" in w for w in swapped.warnings)
 
 
 def test_preprocess_already_in_mni_resamples_an_off_grid_input():

@@ -28,7 +28,8 @@ def _report_data() -> ReportData:
 
     t1 = sitk.GetArrayFromImage(load_template().t1)
     brain = (t1 > 0).astype(np.uint8)
-    flair = np.where(brain > 0, 1.2 - t1, 0.0).astype(np.float32)
+    # FLAIR-like contrast: CSF dark, grey matter a little brighter than white matter
+    flair = np.where(brain > 0, np.interp(t1, [0.3, 0.7, 0.9], [0.2, 0.8, 0.7]), 0.0).astype(np.float32)
     x, y, z = mni_ras_coordinates()
     ids = np.zeros(t1.shape, dtype=np.uint16)
     for number, (cx, cy, cz, r) in enumerate([(20, -10, 25, 6), (-25, 10, 30, 4), (-8, -25, -11, 3)], 1):

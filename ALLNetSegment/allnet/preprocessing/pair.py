@@ -39,7 +39,7 @@ from ..errors import InputError, RegistrationError
 from ..progress import Progress
 from ..templates import load_template
 from ..validation import check_brain_volume
-from . import headcheck, registration
+from . import headcheck, registration, roles
 from .bias import correct_bias
 from .brain import extract_brain, mask_volume_ml
 from .intensity import normalise
@@ -295,6 +295,11 @@ def preprocess_pair(baseline: VisitImages, followup: VisitImages, *, device: str
         for modality, transform in to.items():
             raw[visit][modality] = _to_working(corrected[visit][modality], transform)
     images_out = joint_normalise(raw, brain)
+    for visit in VISITS:  # each image has its role's contrast (a borrowed T1W: the other visit's)
+        names = {**visits[_other(visit)].names, **visits[visit].names}
+        levels, role_warnings = roles.check_roles(images_out[visit], brain, names, allow_mismatch)
+        qc.setdefault("tissue_levels", {})[visit] = levels
+        warnings += role_warnings
     t1s = [images_out[v]["t1"] for v in VISITS if t1_source[v] == "own"]
     t1_for_anatomy = np.mean(t1s, axis=0).astype(np.float32) if len(t1s) > 1 else t1s[0]
     timer.done("resampling", start)

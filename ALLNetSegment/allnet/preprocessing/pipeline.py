@@ -35,8 +35,8 @@ from ..grid import WORKING_SPACING, is_on_working_grid, working_reference
 from ..contract import PREPROCESSING_STEPS
 from ..progress import Progress
 from ..templates import load_template
-from ..validation import BRAIN_VOLUME_RANGE_ML, check_brain_volume
-from . import headcheck, registration
+from ..validation import check_brain_volume
+from . import headcheck, registration, roles
 from .bias import correct_bias
 from .brain import extract_brain, mask_volume_ml
 from .intensity import normalise
@@ -172,6 +172,8 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
             working_to_t1, brain_mask, sitk.GetArrayViewFromImage(template.brain_mask)))
         arrays = {name: _to_working(corrected[name], working_to[name]) for name in natives}
         images = _normalise_all(arrays, brain_mask.astype(bool))
+        qc["tissue_levels"], role_warnings = roles.check_roles(images, brain_mask, paths, allow_mismatch)
+        warnings = warnings + role_warnings
     return PreprocessedCase(images=images, brain_mask=brain_mask, flair_native=flair,
                             working_to_native=working_to["flair"],
                             modalities_present=list(natives), timings=stages.timings, qc=qc,
@@ -182,6 +184,10 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
 # is only rigidly aligned (brains 15 % smaller than the template) gives 0.73-0.75, affinely
 # normalised data 0.96; an image placed elsewhere in space gives far less.
 MNI_DICE_MIN = 0.5
+# Non-zero region of an --preprocessed FLAIR (mL): 1,090-1,130 on the Lesjak et al. MNI copies,
+# 1,910-2,040 on the MSLesSeg scans (affinely normalised, with extra-axial CSF; the template's
+# brain mask is 1,883); a head that was not skull-stripped measures about 3,000 or more.
+MNI_BRAIN_VOLUME_RANGE_ML = (700.0, 2800.0)
 
 
 def check_mni_brain(path: str, brain: np.ndarray) -> float:
@@ -189,7 +195,7 @@ def check_mni_brain(path: str, brain: np.ndarray) -> float:
     is a skull-stripped brain where the MNI template's brain is; returns its Dice with the
     template brain mask. InputError naming ``path`` otherwise."""
     volume_ml = float(brain.sum()) * float(np.prod(WORKING_SPACING)) / 1000.0
-    lo, hi = BRAIN_VOLUME_RANGE_ML
+    lo, hi = MNI_BRAIN_VOLUME_RANGE_ML
     if not lo <= volume_ml <= hi:
         raise InputError(path, f"its non-zero region on the MNI grid is {volume_ml:.0f} mL, not a "
                                f"skull-stripped brain ({lo:.0f}-{hi:.0f} mL): --preprocessed needs "
@@ -220,6 +226,9 @@ def _preprocess_mni(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None,
                                    "in MNI space?")
         brain = ndimage.binary_fill_holes(foreground)
         template_dice = check_mni_brain(paths.get("flair", "FLAIR"), brain)
+        # before the one-head check: swapped roles are the likelier reason for a mismatch
+        levels, role_warnings = roles.check_roles({n: np.nan_to_num(a, nan=0.0) for n, a in arrays.items()},
+                                                  brain, paths, allow_mismatch)
         matches = headcheck.measure_working(arrays, brain)
         warnings = headcheck.check_same_head(matches, paths, allow_mismatch=allow_mismatch)
         images = _normalise_all(arrays, brain)
@@ -228,5 +237,6 @@ def _preprocess_mni(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None,
                             flair_native=flair, working_to_native=sitk.Euler3DTransform(),
                             modalities_present=list(natives), timings=stages.timings,
                             qc={"brain_volume_ml": volume_ml, "template_brain_dice": template_dice,
-                                "head_check": {m.role: m.to_dict() for m in matches}},
-                            warnings=warnings)
+                                "head_check": {m.role: m.to_dict() for m in matches},
+                                "tissue_levels": levels},
+                            warnings=warnings + role_warnings)
