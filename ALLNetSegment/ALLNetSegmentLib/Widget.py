@@ -291,7 +291,7 @@ class Widget(VTKObservationMixin):
         self.ui.progressBar.value = 100
         if result.reportPath is not None:
             self.onLog(f"QC report of this run: {result.reportPath}")
-        for warning in result.warnings:  # e.g. a head mismatch let through by "Allow head mismatch"
+        for warning in result.warnings:  # e.g. a head or role mismatch let through by "Allow input mismatch"
             self.onLog(f"Warning: {warning}")
         self.runMaps = dict(result.maps)
         self.rows = list(result.rows) if result.rows else self._recomputedRows()

@@ -335,8 +335,9 @@ class RunSettings:
         False, "inputs are already skull-stripped, co-registered and on the MNI152 1 mm grid",
         group="inputs")
     allow_mismatch: bool = _setting(
-        False, "run even when the T1W or T2W does not look like the same head as the FLAIR "
-               "(a warning in summary.json and the report instead of an error)", group="inputs")
+        False, "run even when the T1W or T2W does not look like the same head as the FLAIR, or an "
+               "image does not have the contrast of its role (a warning in summary.json and the "
+               "report instead of an error)", group="inputs")
     write_probability: bool = _setting(True, "do not write lesion_probability.nii.gz",
                                        group="outputs", flag="--no-probability")
     per_lesion_segments: bool = _setting(

@@ -46,7 +46,7 @@ def test_a_successful_run_removes_its_work_folder_and_keeps_what_the_table_needs
 
 
 def test_a_head_mismatch_let_through_reaches_the_log(panel, tmp_path):
-    """"Allow head mismatch" sends --allow-mismatch; the run's summary warning is shown in the Log."""
+    """"Allow input mismatch" sends --allow-mismatch; the run's summary warning is shown in the Log."""
     panel.panel._parameterNode.allowMismatch = True
     w, _ = runPanel(panel, tmp_path)
     assert w.ui.statusLabel.text.startswith("Done")
