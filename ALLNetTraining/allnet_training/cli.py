@@ -160,12 +160,6 @@ def main(argv: list[str] | None = None) -> int:
 
             from .plan_tuning import tune_plan
 
-            if args.dev_data is not None:
-                from .crossval import add_case_maps
-
-                _, cached = _load(args)
-                print(f"FLAIR-contrast / grey-matter maps added to {add_case_maps(args.crossval, cached)} "
-                      "held-out predictions")
             from allnet.contract import RunSettings, SettingError
 
             for name in ("min_flair_contrast", "max_grey_matter_fraction"):
@@ -174,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                         RunSettings(**{name: getattr(args, name)}).validate()
                     except SettingError as exc:
                         parser.error(f"--{name.replace('_', '-')}: {exc}")
+            if args.dev_data is not None:
+                from .crossval import add_case_maps
+
+                _, cached = _load(args)
+                print(f"FLAIR-contrast / grey-matter maps added to {add_case_maps(args.crossval, cached)} "
+                      "held-out predictions")
             fixed = None if args.min_flair_contrast is None else (args.min_flair_contrast,)
             fixed_grey = None if args.max_grey_matter_fraction is None else (args.max_grey_matter_fraction,)
             tuned = tune_plan(args.crossval, flair_contrasts=fixed, grey_matter_fractions=fixed_grey)
