@@ -122,7 +122,7 @@ def _check_inputs(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | N
 
 
 def _em(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray, max_iterations: int,
-        prior_floor: float, name: str = "T1W") -> tuple:
+        prior_floor: float) -> tuple:
     """EM of the three-class mixture on a fixed-stride sample of the brain's voxels.
     Returns (box, mask in the box, intensities, log priors, means, stds); the means are in
     the priors' order (CSF, GM, WM), not sorted."""
@@ -130,7 +130,7 @@ def _em(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray, max_itera
     mask = brain_mask[box] != 0
     x = np.asarray(image[box][mask], dtype=np.float32)
     if not np.all(np.isfinite(x)):
-        raise InputError(None, f"{name} has NaN or infinite values inside the brain mask")
+        raise InputError(None, "T1W has NaN or infinite values inside the brain mask")
     lo, hi = np.percentile(x, [0.5, 99.5])
     intensity_range = max(float(hi - lo), 1e-6)
     std_floor = intensity_range * _MIN_STD_FRACTION
@@ -142,15 +142,22 @@ def _em(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray, max_itera
     log_prior = np.log(p)
 
     stride = max(x.size // EM_SAMPLE_VOXELS, 1)
-    xs, log_prior_s = x[::stride], log_prior[:, ::stride]
-    means, stds = _fit(xs, p[:, ::stride], std_floor)
+    means, stds = _em_loop(x[::stride], p[:, ::stride], log_prior[:, ::stride], std_floor,
+                           intensity_range, max_iterations)
+    return box, mask, x, log_prior, means, stds
+
+
+def _em_loop(xs: np.ndarray, p: np.ndarray, log_prior: np.ndarray, std_floor: float,
+             intensity_range: float, max_iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """EM iterations on sampled intensities ``xs`` with priors ``p`` (3, N): class means, stds."""
+    means, stds = _fit(xs, p, std_floor)
     for _ in range(max(int(max_iterations), 1)):
-        post = _posteriors(log_prior_s, _log_likelihoods(xs, means, stds))
+        post = _posteriors(log_prior, _log_likelihoods(xs, means, stds))
         previous = means
         means, stds = _fit(xs, post, std_floor)
         if np.max(np.abs(means - previous)) < TOLERANCE * intensity_range:
             break
-    return box, mask, x, log_prior, means, stds
+    return means, stds
 
 
 def class_means(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | None = None) -> np.ndarray:
@@ -159,7 +166,19 @@ def class_means(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | 
     template priors, in the priors' order and NOT sorted, so it shows the image's contrast
     (T1W: CSF < GM < WM; FLAIR: CSF darkest, GM near WM; T2W: CSF brightest). Input units."""
     priors = _check_inputs(image, brain_mask, priors)
-    return _em(image, brain_mask, priors, MAX_ITERATIONS, PRIOR_FLOOR, name="image")[4]
+    # only the EM sample is needed (the voxels segment_tissue's EM uses), not the whole brain
+    inside = np.flatnonzero(np.asarray(brain_mask).ravel() != 0)
+    inside = inside[:: max(inside.size // EM_SAMPLE_VOXELS, 1)]
+    xs = np.asarray(image, dtype=np.float32).ravel()[inside]
+    if not np.all(np.isfinite(xs)):
+        raise InputError(None, "image has NaN or infinite values inside the brain mask")
+    lo, hi = np.percentile(xs, [0.5, 99.5])
+    intensity_range = max(float(hi - lo), 1e-6)
+    p = np.clip(priors.reshape(3, -1)[:, inside].astype(np.float32), 0.0, None)
+    p /= np.maximum(p.sum(axis=0, keepdims=True), 1e-6)
+    p = (1.0 - PRIOR_FLOOR) * p + PRIOR_FLOOR / 3.0
+    means, _ = _em_loop(xs, p, np.log(p), intensity_range * _MIN_STD_FRACTION, intensity_range, MAX_ITERATIONS)
+    return means
 
 
 def segment_tissue(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | None = None, *,
