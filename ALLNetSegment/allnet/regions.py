@@ -63,13 +63,14 @@ brain, accurate to a few mm; they are not a substitute for a subject's own parce
 from __future__ import annotations
 
 import hashlib
-import os
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from .disk_cache import cache_dir
 from .grid import WORKING_SHAPE_KJI, WORKING_SPACING, mni_ras_coordinates
 
 TENTORIUM_RIDGE_Y_MM = (-110.0, -75.0, -58.0, -40.0, 0.0)
@@ -186,8 +187,7 @@ def cache_file() -> Path:
     from importlib.metadata import version  # not ``import nilearn``: that takes seconds
 
     key = hashlib.sha256(Path(__file__).read_bytes() + version("nilearn").encode()).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "allnet" / f"template_regions_{key}.npz"
+    return cache_dir() / f"template_regions_{key}.npz"
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
@@ -195,7 +195,7 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
         with np.load(path) as stored:
             regions = {name: np.unpackbits(stored[name], count=int(np.prod(WORKING_SHAPE_KJI)))
                        .reshape(WORKING_SHAPE_KJI).astype(bool) for name in REGION_NAMES}
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     return regions
 

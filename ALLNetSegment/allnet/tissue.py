@@ -62,7 +62,22 @@ def grey_matter_indicator(labels: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def template_priors(sigma_mm: float = PRIOR_SMOOTHING_MM) -> np.ndarray:
     """Smoothed template CSF, GM, WM priors on the working grid: float32 (3, K, J, I),
-    read-only, cached per process."""
+    read-only, cached per process and on disk (``allnet.disk_cache``)."""
+    from . import grid, templates
+    from .disk_cache import keyed_path, read_arrays, write_arrays
+
+    path = keyed_path(f"tissue_priors_sigma{sigma_mm:g}", __file__, templates.__file__, grid.__file__)
+    stored = read_arrays(path, {"priors": ((3,) + WORKING_SHAPE_KJI, "float32")})
+    if stored is None:
+        priors = _build_priors(sigma_mm)
+        write_arrays(path, {"priors": priors})
+    else:
+        priors = stored["priors"]
+    priors.setflags(write=False)
+    return priors
+
+
+def _build_priors(sigma_mm: float) -> np.ndarray:
     from .templates import load_template
 
     template = load_template()
@@ -71,9 +86,7 @@ def template_priors(sigma_mm: float = PRIOR_SMOOTHING_MM) -> np.ndarray:
         if sigma_mm > 0:
             image = sitk.SmoothingRecursiveGaussian(image, sigma_mm)
         maps.append(np.clip(sitk.GetArrayFromImage(image), 0.0, 1.0))
-    priors = np.stack(maps).astype(np.float32)
-    priors.setflags(write=False)
-    return priors
+    return np.stack(maps).astype(np.float32)
 
 
 def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
