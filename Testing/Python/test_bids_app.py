@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from allnet.bids_app import session_output_names
 from allnet import cli, contract
 from allnet.model import ModelConfig, random_bundle, save_model_file
 
@@ -139,6 +140,10 @@ def test_participant_level_writes_bids_derivatives_per_session(bids_run: dict) -
         sidecars = {n[: -len(".nii.gz")] + ".json" for n in listed.values() if n.endswith(".nii.gz")}
         table_sidecar = listed["table"][: -len(".tsv")] + ".json"
         assert sorted(p.name for p in anat.iterdir()) == sorted({*listed.values(), *sidecars, table_sidecar})
+        # a rerun removes what it does not write again: every file here is one the session owns
+        sub, ses = prefix.split("_")
+        owned = session_output_names({"sub": sub[4:], "ses": ses[4:]})
+        assert {p.name for p in anat.iterdir()} <= owned
         mask_sidecar = json.loads((anat / f"{prefix}_space-orig_desc-lesion_mask.json").read_text())
         assert mask_sidecar["Type"] == "Lesion"
         assert mask_sidecar["SpatialReference"].startswith(f"bids:raw:{folder}/{prefix}")
