@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from allnet.bids_app import session_output_names
 from allnet import cli, contract
+from allnet.bids_app import session_output_names
 from allnet.model import ModelConfig, random_bundle, save_model_file
 
 from conftest import TINY_MODEL
