@@ -176,6 +176,28 @@ def test_preprocessed_input_that_is_not_a_brain_on_the_mni_grid_is_refused():
     assert 0.5 <= case.qc["template_brain_dice"] <= 1.0
 
 
+def test_an_implausible_registration_to_the_template_names_the_t1w(monkeypatch):
+    """The registration to the template and its plausibility check name the T1W (exit 3)."""
+    from allnet.errors import RegistrationError
+    from allnet.preprocessing import pipeline as steps
+
+    def refuse(*args, **kwargs):
+        raise RegistrationError("registration to the MNI template is implausible: Dice 0.41")
+
+    with pytest.raises(RegistrationError, match=r"^subject_T1W\.nii\.gz: registration to the MNI"):
+        with steps._naming("subject_T1W.nii.gz"):
+            refuse()
+    monkeypatch.setattr(steps.registration, "check_template_fit", refuse)
+    image, mask, _, _ = two_tissue_phantom()
+    monkeypatch.setattr(steps, "extract_brain", lambda *a, **k: mask)
+    monkeypatch.setattr(steps, "check_brain_volume", lambda *a, **k: None)
+    monkeypatch.setattr(steps.registration, "register_to_flair", lambda *a, **k: sitk.Euler3DTransform())
+    monkeypatch.setattr(steps.registration, "register_to_template", lambda *a, **k: sitk.AffineTransform(3))
+    monkeypatch.setattr(steps.headcheck, "check_same_head", lambda *a, **k: [])
+    with pytest.raises(RegistrationError, match=r"^my_T1W\.nii\.gz: registration to the MNI"):
+        preprocess(image, image, None, paths={"t1": "my_T1W.nii.gz", "flair": "my_FLAIR.nii.gz"})
+
+
 def test_preprocess_can_be_cancelled():
     t1, flair, _ = mni_like_case()
     with pytest.raises(CancelledError):

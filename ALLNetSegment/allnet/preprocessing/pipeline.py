@@ -30,7 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..errors import InputError
+from ..errors import InputError, RegistrationError
 from ..grid import WORKING_SPACING, is_on_working_grid, working_reference
 from ..contract import PREPROCESSING_STEPS
 from ..progress import Progress
@@ -96,6 +96,15 @@ def _normalise_all(arrays: dict[str, np.ndarray], brain: np.ndarray) -> dict[str
             for name, a in arrays.items()}
 
 
+@contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """A RegistrationError raised inside names ``path`` (the image that was registered)."""
+    try:
+        yield
+    except RegistrationError as exc:
+        raise RegistrationError(f"{path}: {exc}") from None
+
+
 def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, *,
                already_in_mni: bool = False, paths: dict[str, str] | None = None,
                progress: Progress | None = None, device: str = "cpu",
@@ -157,8 +166,9 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
         with registration.single_threaded(), ThreadPoolExecutor(max_workers=1) as pool:
             others = pool.submit(lambda: {name: correct_bias(image, masks[name])
                                           for name, image in natives.items() if name != "t1"})
-            working_to_t1 = registration.register_to_template(brain, template.t1,
-                                                              template.brain_mask)
+            with _naming(paths.get("t1", "T1W")):
+                working_to_t1 = registration.register_to_template(brain, template.t1,
+                                                                  template.brain_mask)
             corrected.update(others.result())
 
     with stages.stage("resampling", "resampling to the working grid"):
@@ -168,8 +178,9 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, t2: sitk.Image | None = None, 
         if t2 is not None:
             working_to["t2"] = registration.compose(flair_to["t2"], working_to["flair"])
         brain_mask = _mask_to_working(t1_mask, working_to_t1)
-        qc.update(registration.check_template_fit(
-            working_to_t1, brain_mask, sitk.GetArrayViewFromImage(template.brain_mask)))
+        with _naming(paths.get("t1", "T1W")):
+            qc.update(registration.check_template_fit(
+                working_to_t1, brain_mask, sitk.GetArrayViewFromImage(template.brain_mask)))
         arrays = {name: _to_working(corrected[name], working_to[name]) for name in natives}
         images = _normalise_all(arrays, brain_mask.astype(bool))
         qc["tissue_levels"], role_warnings = roles.check_roles(images, brain_mask, paths, allow_mismatch)
