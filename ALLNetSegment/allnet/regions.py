@@ -62,7 +62,6 @@ brain, accurate to a few mm; they are not a substitute for a subject's own parce
 """
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -70,7 +69,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .disk_cache import cache_dir
+from .disk_cache import keyed_path
 from .grid import WORKING_SHAPE_KJI, WORKING_SPACING, mni_ras_coordinates
 
 TENTORIUM_RIDGE_Y_MM = (-110.0, -75.0, -58.0, -40.0, 0.0)
@@ -184,10 +183,7 @@ def cache_file() -> Path:
     """Where the regions are kept between processes: the user cache folder
     (``$XDG_CACHE_HOME`` or ``~/.cache``) / allnet / a name keyed by this module's source and
     the template package's version, so a change of rules or template never reads stale masks."""
-    from importlib.metadata import version  # not ``import nilearn``: that takes seconds
-
-    key = hashlib.sha256(Path(__file__).read_bytes() + version("nilearn").encode()).hexdigest()[:16]
-    return cache_dir() / f"template_regions_{key}.npz"
+    return keyed_path("template_regions", __file__)
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:

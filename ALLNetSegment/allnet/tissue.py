@@ -134,6 +134,19 @@ def _check_inputs(t1: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | N
     return priors
 
 
+def _intensity_range(x: np.ndarray) -> float:
+    """The 0.5-99.5 percentile range of the brain's intensities (EM tolerance and spread floor)."""
+    lo, hi = np.percentile(x, [0.5, 99.5])
+    return max(float(hi - lo), 1e-6)
+
+
+def _mixed_priors(p: np.ndarray, prior_floor: float) -> np.ndarray:
+    """Priors (3, N) normalised per voxel and mixed with a uniform floor, float32."""
+    p = np.clip(p.astype(np.float32), 0.0, None)
+    p /= np.maximum(p.sum(axis=0, keepdims=True), 1e-6)
+    return (1.0 - prior_floor) * p + prior_floor / 3.0
+
+
 def _em(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray, max_iterations: int,
         prior_floor: float) -> tuple:
     """EM of the three-class mixture on a fixed-stride sample of the brain's voxels.
@@ -144,14 +157,9 @@ def _em(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray, max_itera
     x = np.asarray(image[box][mask], dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise InputError(None, "T1W has NaN or infinite values inside the brain mask")
-    lo, hi = np.percentile(x, [0.5, 99.5])
-    intensity_range = max(float(hi - lo), 1e-6)
+    intensity_range = _intensity_range(x)
     std_floor = intensity_range * _MIN_STD_FRACTION
-
-    p = np.stack([pr[box][mask] for pr in priors]).astype(np.float32)
-    p = np.clip(p, 0.0, None)
-    p /= np.maximum(p.sum(axis=0, keepdims=True), 1e-6)
-    p = (1.0 - prior_floor) * p + prior_floor / 3.0
+    p = _mixed_priors(np.stack([pr[box][mask] for pr in priors]), prior_floor)
     log_prior = np.log(p)
 
     stride = max(x.size // EM_SAMPLE_VOXELS, 1)
@@ -185,11 +193,8 @@ def class_means(image: np.ndarray, brain_mask: np.ndarray, priors: np.ndarray | 
     xs = np.asarray(image, dtype=np.float32).ravel()[inside]
     if not np.all(np.isfinite(xs)):
         raise InputError(None, "image has NaN or infinite values inside the brain mask")
-    lo, hi = np.percentile(xs, [0.5, 99.5])
-    intensity_range = max(float(hi - lo), 1e-6)
-    p = np.clip(priors.reshape(3, -1)[:, inside].astype(np.float32), 0.0, None)
-    p /= np.maximum(p.sum(axis=0, keepdims=True), 1e-6)
-    p = (1.0 - PRIOR_FLOOR) * p + PRIOR_FLOOR / 3.0
+    intensity_range = _intensity_range(xs)
+    p = _mixed_priors(priors.reshape(3, -1)[:, inside], PRIOR_FLOOR)
     means, _ = _em_loop(xs, p, np.log(p), intensity_range * _MIN_STD_FRACTION, intensity_range, MAX_ITERATIONS)
     return means
 
