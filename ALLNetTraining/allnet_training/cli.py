@@ -309,10 +309,11 @@ def _check_paths(args) -> None:
         checks.crossval_folder(args.init_from_crossval, "fold_*/bundle.pt", "allnet-train crossval")
     if command == "sidecar" and args.crossval is not None and not (args.crossval / "crossval.json").is_file():
         raise InputError(args.crossval, "holds no crossval.json: give a finished cross-validation folder")
-    if command in ("plan", "train") and getattr(args, "model" if command == "plan" else "init_from") is not None:
+    model = {"plan": "model", "train": "init_from"}.get(command)
+    if model is not None and getattr(args, model) is not None:
         from allnet.model import load_model_file
 
-        load_model_file(args.model if command == "plan" else args.init_from)  # ModelError (exit 4) now, not after the work
+        load_model_file(getattr(args, model))  # ModelError (exit 4) now, not after the work
 
 
 def _run(args, command_line: str, distributed: bool) -> int:

@@ -138,3 +138,14 @@ def test_corrupt_held_out_prediction_is_named(tmp_path) -> None:
         load_oof(tmp_path)
     assert info.value.path == str(path)
     assert json.dumps(info.value.path)  # a plain path for the message
+
+
+def test_plan_checks_its_model_file_before_tuning(tmp_path, capsys) -> None:
+    cv = tmp_path / "cv"
+    shape = (8, 8, 8)
+    save_oof(cv / "fold_s0", "c0", np.zeros(shape), None, np.zeros(shape, np.uint8))
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    assert main(["plan", "--crossval", str(cv), "--model", str(bad)]) == 4
+    assert "model.pt" in capsys.readouterr().err
+    assert not (cv / "plan.json").exists()
