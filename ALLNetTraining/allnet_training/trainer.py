@@ -220,6 +220,10 @@ def train(model_config: ModelConfig, cfg: TrainConfig, sampler: CropSampler,
                                         "corrupt, not an allnet-train checkpoint, or of another "
                                         "architecture); delete it or run without --resume") from None
         elapsed_before = float(ckpt.get("seconds", 0.0))
+        if rank == 0:
+            print(f"resuming {ckpt_path} at epoch {start_epoch} of {cfg.epochs}", flush=True)
+    elif resume and ckpt_path is not None and rank == 0:
+        print(f"--resume: no checkpoint at {ckpt_path}; starting at epoch 0", flush=True)
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
         if distributed else net
     autocast, scaler = _autocast(device, cfg.amp, cfg.precision)

@@ -50,12 +50,14 @@ def test_output_prior_initialisation():
         assert 0.0 < float(p.mean()) < 0.1  # starts near the prior instead of 0.5
 
 
-def test_resume_continues_exactly(cases, tmp_path):
+def test_resume_continues_exactly(cases, tmp_path, capsys):
     sampler = CropSampler(cases, tiny_sampler_config(augment=True))
     cfg = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=2, seed=4, milestones=(0.5,))
-    full = train(tiny_model_config(), cfg, sampler, tmp_path / "full", progress=False)
+    full = train(tiny_model_config(), cfg, sampler, tmp_path / "full", resume=True, progress=False)
+    assert "no checkpoint at" in capsys.readouterr().out  # --resume on an empty folder says it starts afresh
     train(tiny_model_config(), replace(cfg, epochs=1), sampler, tmp_path / "part", progress=False)
     resumed = train(tiny_model_config(), cfg, sampler, tmp_path / "part", resume=True, progress=False)
+    assert "at epoch 1 of 2" in capsys.readouterr().out
     assert len(resumed.log) == 6
     assert resumed.log[-1]["lr"] == pytest.approx(1e-4)  # milestone at epoch 1 applied after resume
     for k, v in full.state_dict.items():
