@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .disk_cache import keyed_path
+from .disk_cache import keyed_path, remove_other_keys
 from .grid import WORKING_SHAPE_KJI, WORKING_SPACING, mni_ras_coordinates
 
 TENTORIUM_RIDGE_Y_MM = (-110.0, -75.0, -58.0, -40.0, 0.0)
@@ -203,7 +203,8 @@ def _write_cache(path: Path, regions: dict[str, np.ndarray]) -> None:
         with atomic_file(path) as tmp:
             np.savez_compressed(tmp, **{name: np.packbits(mask.ravel()) for name, mask in regions.items()})
     except OSError:
-        pass  # a read-only home folder only costs the rebuild (~3 s) in the next process
+        return  # a read-only home folder only costs the rebuild (~3 s) in the next process
+    remove_other_keys(path)
 
 
 @lru_cache(maxsize=1)

@@ -38,6 +38,23 @@ def test_keyed_path_changes_with_the_source(tmp_path, monkeypatch) -> None:
     assert disk_cache.keyed_path("maps", source) != first
 
 
+def test_writing_removes_the_same_name_under_other_keys_only(tmp_path, monkeypatch) -> None:
+    """An upgrade (new key) leaves one copy of each cache file, not one per version."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = tmp_path / "builder.py"
+    source.write_text("a = 1")
+    old = disk_cache.keyed_path("maps", source)
+    other_name = disk_cache.keyed_path("maps_fine", source)   # a longer name sharing the prefix
+    disk_cache.write_arrays(old, {"x": np.zeros(2)})
+    disk_cache.write_arrays(other_name, {"x": np.zeros(2)})
+    (old.parent / "maps_notes.txt").write_text("kept")       # not a keyed file
+    source.write_text("a = 2")
+    new = disk_cache.keyed_path("maps", source)
+    disk_cache.write_arrays(new, {"x": np.ones(2)})
+    assert sorted(p.name for p in new.parent.iterdir()) == sorted([new.name, other_name.name, "maps_notes.txt"])
+    assert disk_cache.read_arrays(new, {"x": ((2,), "float64")})["x"].tolist() == [1.0, 1.0]
+
+
 def test_cached_template_and_priors_equal_freshly_built_ones(tmp_path, monkeypatch) -> None:
     """A run reads the same template bit for bit from the cache as it builds without it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
