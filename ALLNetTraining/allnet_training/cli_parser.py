@@ -96,7 +96,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot-every", type=checks.non_negative_int, default=0,
                    help="keep a model file every N epochs (learning curves)")
     p.add_argument("--threads", type=checks.positive_int, default=None, help="torch CPU threads (default: PyTorch's choice, usually all cores)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out where they exist; a seed without one "
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoints in --out where they exist; a seed without one "
                         "starts from the beginning (the log says which)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for log files)")
 
