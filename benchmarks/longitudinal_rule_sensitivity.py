@@ -5,7 +5,8 @@ visits), keeps both visits' lesions and the FLAIR change on the follow-up grid, 
 re-classifies them under variants of the rules (``allnet.change`` constants) and under rule-free
 alternatives, and scores each new/enlarging mask against the expert change mask in common space
 (18-connectivity, as `bench_longitudinal.py`). Re-classification only: the constants of
-``allnet.change`` were fixed before the first evaluation and are not chosen here.
+``allnet.change`` were fixed before the first evaluation and are not chosen here (the
+voxel-wise form of the rules was chosen on these pairs: docs/LONGITUDINAL.md).
 
     python benchmarks/longitudinal_rule_sensitivity.py
         -> benchmarks/results/longitudinal_rule_sensitivity.json
@@ -41,16 +42,18 @@ def variants(base: np.ndarray, follow: np.ndarray, change: np.ndarray, voxel_mm3
     from allnet import change as rules
 
     out = {}
-    defaults = (rules.CHANGE_MIN_Z, rules.ENLARGE_MIN_FRACTION)
-    for name, z, fraction in (("rules as shipped (CHANGE_MIN_Z 1.0, ENLARGE_MIN_FRACTION 0.5)", *defaults),
-                              ("ENLARGE_MIN_FRACTION 0.25", defaults[0], 0.25),
-                              ("CHANGE_MIN_Z 0.75", 0.75, defaults[1]),
-                              ("CHANGE_MIN_Z 0.5", 0.5, defaults[1])):
-        rules.CHANGE_MIN_Z, rules.ENLARGE_MIN_FRACTION = z, fraction
+    defaults = (rules.CHANGE_MIN_Z, rules.CHANGE_MIN_MM3)
+    for name, z, floor in (("rules as shipped (CHANGE_MIN_Z 1.0, CHANGE_MIN_MM3 10)", *defaults),
+                           ("CHANGE_MIN_Z 0.75", 0.75, defaults[1]),
+                           ("CHANGE_MIN_Z 0.5", 0.5, defaults[1]),
+                           ("CHANGE_MIN_Z 1.5", 1.5, defaults[1]),
+                           ("CHANGE_MIN_MM3 5", defaults[0], 5.0),
+                           ("CHANGE_MIN_MM3 20", defaults[0], 20.0)):
+        rules.CHANGE_MIN_Z, rules.CHANGE_MIN_MM3 = z, floor
         try:
             out[name] = rules.classify_changes(base, follow, change, voxel_mm3).new_enlarged > 0
         finally:
-            rules.CHANGE_MIN_Z, rules.ENLARGE_MIN_FRACTION = defaults
+            rules.CHANGE_MIN_Z, rules.CHANGE_MIN_MM3 = defaults
     labels, n = ndimage.label(follow > 0, ndimage.generate_binary_structure(3, 3))
     touched = np.unique(labels[(base > 0) & (labels > 0)])
     out["no rules: follow-up lesions touching no baseline lesion"] = (labels > 0) & ~np.isin(labels, touched)

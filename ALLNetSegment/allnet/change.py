@@ -5,35 +5,37 @@ visits' lesion ids (``allnet.postprocess`` of each visit's vote) and the FLAIR c
 ``followup - baseline`` of the jointly normalised FLAIRs (``allnet.preprocessing.pair``), in
 units of the brain's robust standard deviation (z). Volumes are mm3 of that grid's voxels.
 
-The rules (constants below), for each follow-up lesion F:
+Evidence is voxel-wise, as a reader compares the two FLAIRs: two independent segmentations
+disagree at the border of every lesion and on faint lesions, and a confluent lesion splits
+differently at each visit, so neither a segmentation difference nor a difference of lesion
+volumes is a change by itself. A change needs a **region** of at least ``CHANGE_MIN_MM3``
+(26-connected) where the segmentations differ AND the FLAIR changed by at least
+``CHANGE_MIN_Z`` in the same direction:
 
-- **new**: F overlaps no baseline lesion AND the FLAIR rose inside F: mean change
-  >= ``CHANGE_MIN_Z``. Without that rise F was there before (the baseline segmentation
-  missed it): **stable**. This is what keeps noise of two independent segmentations from
-  becoming new lesions.
-- F overlapping baseline lesions B (all baseline lesions it touches, volume V_b):
-  **enlarging** when V_f - V_b >= max(``ENLARGE_MIN_FRACTION`` x V_b, ``CHANGE_MIN_MM3``),
-  AND the growth beyond a one-voxel band around B (26 neighbours) (partial-volume jitter of a border: a
-  border that moves by less than one voxel is not growth) holds >= ``CHANGE_MIN_MM3``,
-  AND the FLAIR rose there: mean change >= ``CHANGE_MIN_Z``;
-  **shrinking** by the same rule with the visits swapped (V_b - V_f >= max(fraction x V_f,
-  floor), the part of B beyond one voxel of F >= floor, mean change there <= -``CHANGE_MIN_Z``);
-  otherwise **stable**.
+- growth regions: follow-up lesion, no baseline lesion, FLAIR change >= ``CHANGE_MIN_Z``;
+- loss regions: baseline lesion, no follow-up lesion, FLAIR change <= -``CHANGE_MIN_Z``.
 
-For each baseline lesion that overlaps no follow-up lesion: **resolved** when the FLAIR fell
-inside it (mean change <= -``CHANGE_MIN_Z``), else **stable** (the follow-up segmentation
-missed it; it is drawn at its baseline voxels).
+Each region lies inside one lesion of its visit (regions are taken per lesion). For each
+follow-up lesion F:
 
-The change mask of new and enlarged tissue (``new_enlarged``): the voxels of new lesions and,
-of an enlarging lesion, the voxels that were no lesion at baseline and lie within
-``JITTER_VOXELS`` of its growth beyond the jitter band: the band next to real growth joins it to
-the baseline lesion, the band elsewhere around the lesion is the same partial-volume jitter
-the rule ignores and is not drawn (on a thick-slice grid such a one-voxel rim breaks into
-specks when the mask is resampled).
+- F touches no baseline lesion: **new** when F holds a growth region (drawn whole in the
+  change mask), else **stable** (the baseline segmentation missed a lesion that was there);
+- F touches baseline lesions B: **enlarging** when F holds a growth region (the change mask
+  holds its growth regions: the new tissue where the FLAIR rose, also the local growth of a
+  large confluent lesion); else **shrinking** when B holds a loss region; else **stable**.
 
-``confidence`` of a change (0-1): the fraction of the changed voxels whose FLAIR changed by
-at least ``CHANGE_MIN_Z`` in the direction of the change; of a stable lesion: the fraction of
-its voxels whose FLAIR changed by less than that.
+For each baseline lesion that touches no follow-up lesion: **resolved** when it holds a loss
+region, else **stable** (the follow-up segmentation missed it; it is drawn at its baseline
+voxels).
+
+The change mask of new and enlarged tissue (``new_enlarged``): new lesions whole, and the
+growth regions of enlarging lesions.
+
+``confidence`` of a change (0-1): the fraction of the voxels that changed segmentation (new
+lesion: all of it; enlarging: follow-up lesion outside the baseline lesions; shrinking: the
+reverse; resolved: all of it) whose FLAIR changed by at least ``CHANGE_MIN_Z`` in the
+direction of the change; of a stable lesion: the fraction of its voxels whose FLAIR changed by
+less than that.
 """
 from __future__ import annotations
 
@@ -44,17 +46,15 @@ from scipy import ndimage
 
 from .contract import CHANGE_CLASSES, CHANGE_CODES
 
-# Mean FLAIR change (robust-SD units of the brain) that counts as evidence of change. A new
-# MS lesion is several SD brighter than the white matter it replaces; residual
-# misregistration and noise average out over a lesion to a few tenths of an SD.
+# FLAIR change (robust-SD units of the brain) that counts as evidence of change. A new MS
+# lesion is several SD brighter than the white matter it replaces; noise and residual
+# misregistration of two visits rarely reach one SD over a connected region.
 CHANGE_MIN_Z = 1.0
-# Growth needed to call a lesion enlarging: half its baseline volume (a diameter ~15 %
-# larger), and at least the smallest lesion the model's plan keeps.
-ENLARGE_MIN_FRACTION = 0.5
+# Smallest region of change: the smallest lesion volume the model's plans keep.
 CHANGE_MIN_MM3 = 10.0
-JITTER_VOXELS = 1
 
 NEW, ENLARGING, STABLE, SHRINKING, RESOLVED = CHANGE_CLASSES
+_CUBE = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,17 @@ def _fraction(condition: np.ndarray, where: np.ndarray) -> float:
     return float(condition[where].mean()) if where.any() else 0.0
 
 
+def _regions(candidates: np.ndarray, voxel_mm3: float) -> np.ndarray:
+    """The 26-connected components of ``candidates`` of at least ``CHANGE_MIN_MM3``."""
+    labels, n = ndimage.label(candidates, _CUBE)
+    if n == 0:
+        return np.zeros_like(candidates)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * voxel_mm3
+    keep = sizes >= CHANGE_MIN_MM3
+    keep[0] = False
+    return keep[labels]
+
+
 def classify_changes(baseline_ids: np.ndarray, followup_ids: np.ndarray, flair_change: np.ndarray,
                      voxel_mm3: float) -> ChangeResult:
     """Apply the rules of the module docstring.
@@ -116,10 +127,9 @@ def classify_changes(baseline_ids: np.ndarray, followup_ids: np.ndarray, flair_c
     """
     if not baseline_ids.shape == followup_ids.shape == flair_change.shape:
         raise ValueError("lesion ids and FLAIR change must lie on one grid")
-    cube = ndimage.generate_binary_structure(3, 3)  # one voxel in every direction, diagonals too
-    near = lambda mask: ndimage.binary_dilation(mask, cube, iterations=JITTER_VOXELS)  # noqa: E731
     rose, fell = flair_change >= CHANGE_MIN_Z, flair_change <= -CHANGE_MIN_Z
     steady = ~rose & ~fell
+    in_base, in_follow = baseline_ids > 0, followup_ids > 0
     changes: list[LesionChange] = []
     f_slices = ndimage.find_objects(followup_ids.astype(np.intp))
     b_slices = ndimage.find_objects(baseline_ids.astype(np.intp))
@@ -127,72 +137,73 @@ def classify_changes(baseline_ids: np.ndarray, followup_ids: np.ndarray, flair_c
     for fid, box in enumerate(f_slices, start=1):
         if box is None:
             continue
-        box = _grow(box, followup_ids.shape, JITTER_VOXELS + 1)
-        region_box = followup_ids[box] == fid
-        touched = tuple(int(i) for i in np.unique(baseline_ids[box][region_box]) if i)
-        v_f = float(region_box.sum()) * voxel_mm3
-        d = flair_change[box]
+        touched = tuple(int(i) for i in np.unique(baseline_ids[box][followup_ids[box] == fid]) if i)
+        # The baseline lesions may reach outside the follow-up lesion's box: use a box that holds both.
+        full = _union_box([box] + [b_slices[i - 1] for i in touched], followup_ids.shape)
+        region = followup_ids[full] == fid
+        base = np.isin(baseline_ids[full], touched) if touched else np.zeros_like(region)
+        d = flair_change[full]
+        v_f, v_b = float(region.sum()) * voxel_mm3, float(base.sum()) * voxel_mm3
+        beyond = region & ~in_base[full]  # follow-up lesion where no baseline lesion was
+        growth = _regions(beyond & rose[full], voxel_mm3)
+        v_growth = float(growth.sum()) * voxel_mm3
+        z_growth = _mean(d, growth)
         if not touched:
-            z = _mean(d, region_box)
-            if z >= CHANGE_MIN_Z:
-                changes.append(_change(NEW, box, region_box, region_box, 0.0, v_f, z,
-                                       _fraction(rose[box], region_box),
-                                       f"no baseline lesion here; FLAIR rose by {z:+.2f} z (>= {CHANGE_MIN_Z:g})",
+            if growth.any():
+                changes.append(_change(NEW, full, region, region, 0.0, v_f, z_growth,
+                                       _fraction(rose[full], region),
+                                       f"no baseline lesion here; FLAIR rose by {z_growth:+.2f} z over "
+                                       f"{v_growth:.0f} mm3 (>= {CHANGE_MIN_Z:g} z, >= {CHANGE_MIN_MM3:g} mm3)",
                                        fid, touched))
             else:
-                changes.append(_change(STABLE, box, region_box, None, v_f, v_f, z,
-                                       _fraction(steady[box], region_box),
-                                       f"not segmented at baseline, but the FLAIR changed by {z:+.2f} z only "
-                                       f"(< {CHANGE_MIN_Z:g}): present before", fid, touched))
+                z = _mean(d, region)
+                changes.append(_change(STABLE, full, region, None, v_f, v_f, z,
+                                       _fraction(steady[full], region),
+                                       f"not segmented at baseline, but no region of >= {CHANGE_MIN_MM3:g} mm3 "
+                                       f"where the FLAIR rose by >= {CHANGE_MIN_Z:g} z (mean {z:+.2f} z): "
+                                       "present before", fid, touched))
             continue
-        # The baseline lesions may reach outside the follow-up lesion's box: use a box that holds both.
-        full = _union_box([box] + [b_slices[i - 1] for i in touched], followup_ids.shape, JITTER_VOXELS + 1)
-        region = followup_ids[full] == fid
-        base = np.isin(baseline_ids[full], touched)
-        d = flair_change[full]
-        v_b = float(base.sum()) * voxel_mm3
-        grown, lost = region & ~near(base), base & ~near(region)
-        z_grown, z_lost = _mean(d, grown), _mean(d, lost)
-        v_grown, v_lost = float(grown.sum()) * voxel_mm3, float(lost.sum()) * voxel_mm3
-        if (v_f - v_b >= max(ENLARGE_MIN_FRACTION * v_b, CHANGE_MIN_MM3) and v_grown >= CHANGE_MIN_MM3
-                and z_grown >= CHANGE_MIN_Z):
-            changes.append(_change(ENLARGING, full, region, region & ~base & near(grown), v_b, v_f, z_grown,
-                                   _fraction(rose[full], grown),
-                                   f"volume {v_b:.0f} -> {v_f:.0f} mm3; {v_grown:.0f} mm3 beyond one voxel "
-                                   f"of the baseline lesion, FLAIR rose there by {z_grown:+.2f} z",
-                                   fid, touched))
-        elif (v_b - v_f >= max(ENLARGE_MIN_FRACTION * v_f, CHANGE_MIN_MM3) and v_lost >= CHANGE_MIN_MM3
-              and z_lost <= -CHANGE_MIN_Z):
-            changes.append(_change(SHRINKING, full, region, base & ~region, v_b, v_f, z_lost,
-                                   _fraction(fell[full], lost),
-                                   f"volume {v_b:.0f} -> {v_f:.0f} mm3; {v_lost:.0f} mm3 lost beyond one "
-                                   f"voxel, FLAIR fell there by {z_lost:+.2f} z",
+        loss = _regions(base & ~in_follow[full] & fell[full], voxel_mm3)
+        if growth.any():
+            changes.append(_change(ENLARGING, full, region, growth, v_b, v_f, z_growth,
+                                   _fraction(rose[full], beyond),
+                                   f"volume {v_b:.0f} -> {v_f:.0f} mm3; FLAIR rose by {z_growth:+.2f} z over "
+                                   f"{v_growth:.0f} mm3 of new lesion tissue", fid, touched))
+        elif loss.any():
+            z_loss = _mean(d, loss)
+            changes.append(_change(SHRINKING, full, region, loss, v_b, v_f, z_loss,
+                                   _fraction(fell[full], base & ~in_follow[full]),
+                                   f"volume {v_b:.0f} -> {v_f:.0f} mm3; FLAIR fell by {z_loss:+.2f} z over "
+                                   f"{float(loss.sum()) * voxel_mm3:.0f} mm3 of lost lesion tissue",
                                    fid, touched))
         else:
             z = _mean(d, region | base)
             changes.append(_change(STABLE, full, region, None, v_b, v_f, z,
                                    _fraction(steady[full], region | base),
-                                   f"volume {v_b:.0f} -> {v_f:.0f} mm3: below the change rules",
+                                   f"volume {v_b:.0f} -> {v_f:.0f} mm3: no region of >= {CHANGE_MIN_MM3:g} mm3 "
+                                   f"where segmentation and FLAIR (>= {CHANGE_MIN_Z:g} z) both changed",
                                    fid, touched))
 
     for bid, box in enumerate(b_slices, start=1):
         if box is None:
             continue
         region_box = baseline_ids[box] == bid
-        if (followup_ids[box][region_box] > 0).any():
+        if in_follow[box][region_box].any():
             continue
         v_b = float(region_box.sum()) * voxel_mm3
-        z = _mean(flair_change[box], region_box)
-        if z <= -CHANGE_MIN_Z:
+        loss = _regions(region_box & fell[box], voxel_mm3)
+        if loss.any():
+            z = _mean(flair_change[box], loss)
             changes.append(_change(RESOLVED, box, region_box, region_box, v_b, 0.0, z,
                                    _fraction(fell[box], region_box),
-                                   f"no follow-up lesion here; FLAIR fell by {z:+.2f} z (<= -{CHANGE_MIN_Z:g})",
-                                   None, (bid,)))
+                                   f"no follow-up lesion here; FLAIR fell by {z:+.2f} z over "
+                                   f"{float(loss.sum()) * voxel_mm3:.0f} mm3", None, (bid,)))
         else:
+            z = _mean(flair_change[box], region_box)
             changes.append(_change(STABLE, box, region_box, None, v_b, v_b, z,
                                    _fraction(steady[box], region_box),
-                                   f"not segmented at follow-up, but the FLAIR changed by {z:+.2f} z only: "
-                                   "still present", None, (bid,)))
+                                   f"not segmented at follow-up, but no region where the FLAIR fell by "
+                                   f">= {CHANGE_MIN_Z:g} z (mean {z:+.2f} z): still present", None, (bid,)))
 
     class_map = np.zeros(followup_ids.shape, dtype=np.uint8)
     new_enlarged = np.zeros(followup_ids.shape, dtype=np.uint8)
@@ -203,14 +214,12 @@ def classify_changes(baseline_ids: np.ndarray, followup_ids: np.ndarray, flair_c
     return ChangeResult(changes, class_map, new_enlarged)
 
 
-def _grow(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tuple[slice, ...]:
-    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape))
-
-
-def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...], margin: int) -> tuple[slice, ...]:
+def _union_box(boxes: list[tuple[slice, ...]], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The box holding all ``boxes``, one voxel wider on each side (inside ``shape``) so that
+    26-connected regions at a lesion's edge are labelled whole."""
     starts = np.min([[s.start for s in b] for b in boxes], axis=0)
     stops = np.max([[s.stop for s in b] for b in boxes], axis=0)
-    return _grow(tuple(slice(int(a), int(b)) for a, b in zip(starts, stops)), shape, margin)
+    return tuple(slice(max(int(a) - 1, 0), min(int(b) + 1, n)) for a, b, n in zip(starts, stops, shape))
 
 
 def _change(change_class: str, box: tuple[slice, ...], region_box: np.ndarray,
